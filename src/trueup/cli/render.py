@@ -1,0 +1,212 @@
+"""Rich rendering of plans, apply results, check reports and runs; and the progress bar."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from trueup.apply import ApplyResult
+from trueup.check import CheckReport
+from trueup.destinations.base import OutcomeStatus
+from trueup.diff import Action
+from trueup.plan import Plan
+from trueup.progress import ProgressEvent
+from trueup.store import RunDetail, RunSummary
+
+ACTION_LABELS = {
+    Action.CREATE: "create",
+    Action.UPDATE: "update",
+    Action.UNCHANGED: "unchanged",
+    Action.MISSING_IN_SOURCE: "missing in source",
+    Action.INVALID: "invalid",
+}
+SAMPLE = 10
+
+
+def show(value: Any) -> str:
+    """A value as a reviewer reads it: null, booleans lower-case, dates ISO."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def render_plan(console: Console, plan: Plan, *, sample: int = SAMPLE) -> None:
+    """Summary table by action, per-field change counts, a sample of changes, invalid records."""
+    counts = Table(title=f"Plan for {plan.destination}", title_justify="left")
+    counts.add_column("action")
+    counts.add_column("records", justify="right")
+    for action, label in ACTION_LABELS.items():
+        counts.add_row(label, f"{plan.counts[action]:,}")
+    console.print(counts)
+
+    changed = {f: n for f, n in plan.field_changes.items() if n}
+    if changed:
+        fields = Table(title="Field changes (creates and updates)", title_justify="left")
+        fields.add_column("field")
+        fields.add_column("records", justify="right")
+        for name, n in sorted(changed.items(), key=lambda item: (-item[1], item[0])):
+            fields.add_row(name, f"{n:,}")
+        console.print(fields)
+
+    updates = plan.rows(Action.UPDATE).slice(0, sample)
+    if updates.num_rows:
+        table = Table(title=f"Sample of updates (first {updates.num_rows})", title_justify="left")
+        for column in ("key", "field", "before", "after"):
+            table.add_column(column)
+        for row in updates.to_pylist():
+            for name in row["changed"]:
+                table.add_row(row["key"], name, show(row[f"before.{name}"]), show(row[name]))
+        console.print(table)
+
+    _key_list(console, plan, Action.INVALID, "Invalid records (not sent)", sample * 2)
+    _key_list(console, plan, Action.MISSING_IN_SOURCE, "Missing in source (left alone)", sample)
+    if plan.write_count == 0:
+        console.print("[green]Nothing to apply: the destination already agrees.[/green]")
+
+
+def _key_list(console: Console, plan: Plan, action: Action, title: str, limit: int) -> None:
+    rows = plan.rows(action)
+    if not rows.num_rows:
+        return
+    shown = rows.slice(0, limit)
+    table = Table(title=f"{title}: {rows.num_rows:,}", title_justify="left")
+    table.add_column("key")
+    if action is Action.INVALID:
+        table.add_column("reason")
+        for key, reason in zip(shown["key"].to_pylist(), shown["reason"].to_pylist(), strict=True):
+            table.add_row(show(key) if key is None else key, reason)
+    else:
+        for key in shown["key"].to_pylist():
+            table.add_row(key)
+    console.print(table)
+    if rows.num_rows > limit:
+        console.print(f"  … and {rows.num_rows - limit:,} more (all of them in --json / --out)")
+
+
+def render_apply(console: Console, result: ApplyResult) -> None:
+    """Outcome counts as the destination reported them, and failures by error code."""
+    table = Table(title=f"Run {result.run_id}: {result.status.value}", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    table.add_row("processed", f"{result.processed:,}")
+    for status in OutcomeStatus:
+        table.add_row(status.value, f"{result.counts.get(status, 0):,}")
+    table.add_row("error rate", f"{result.error_rate:.2%}")
+    console.print(table)
+    for code, n in sorted(result.error_codes.items(), key=lambda item: -item[1]):
+        console.print(f"  failed with {code}: {n:,}")
+    if result.message:
+        console.print(f"[yellow]{result.message}[/yellow]")
+
+
+def render_check(console: Console, report: CheckReport, *, min_accuracy: float) -> None:
+    """Per-field agreement, accuracy, missing and extra keys, invalid records, groups."""
+    colour = "green" if report.accuracy >= min_accuracy else "red"
+    console.print(
+        f"Accuracy: [{colour}]{report.accuracy:.2f}%[/{colour}] "
+        f"({report.agreeing:,} of {report.compared:,} source records agree; "
+        f"required {min_accuracy:g}%)"
+    )
+    table = Table(title="Field agreement (records on both sides)", title_justify="left")
+    table.add_column("field")
+    table.add_column("agree", justify="right")
+    table.add_column("differ", justify="right")
+    for name, pct in report.field_agreement().items():
+        table.add_row(name, f"{pct:.2f}%", f"{report.field_mismatches[name]:,}")
+    console.print(table)
+    console.print(f"Missing in destination: {len(report.missing_in_destination):,}")
+    console.print(
+        f"Extra in destination (key not in source): {len(report.extra_in_destination):,}"
+        + _sample(report.extra_in_destination)
+    )
+    console.print(f"Invalid in source (not compared): {len(report.invalid):,}")
+    for key, reason in report.invalid[:SAMPLE]:
+        console.print(f"  {key}: {reason}")
+    if report.multi_member_groups is not None:
+        console.print(
+            f"Multi-member groups: {report.multi_member_groups:,} "
+            f"({report.multi_member_agreeing:,} agree)"
+        )
+
+
+def _sample(keys: tuple[str, ...]) -> str:
+    if not keys:
+        return ""
+    more = f", … {len(keys) - 3:,} more" if len(keys) > 3 else ""
+    return " (" + ", ".join(keys[:3]) + more + ")"
+
+
+def render_runs(console: Console, runs: list[RunSummary]) -> None:
+    """One line per run, newest first."""
+    table = Table(title="Runs", title_justify="left")
+    for column in ("id", "started", "command", "status", "destination", "created", "updated",
+                   "failed", "skipped"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            str(run.id), run.started_at.strftime("%Y-%m-%d %H:%M:%S"), run.command,
+            run.status.value, run.destination,
+            *(f"{run.counts.get(k, 0):,}" for k in ("created", "updated", "failed", "skipped")),
+        )
+    console.print(table if runs else "No runs yet.")
+
+
+def render_run(console: Console, detail: RunDetail) -> None:
+    """One run: outcome counts, plan counts, failures by code and the failed records."""
+    run = detail.summary
+    console.print(f"Run {run.id}: {run.command} → {run.destination}, {run.status.value}")
+    ended = run.finished_at.isoformat() if run.finished_at else "not finished"
+    console.print(f"  started {run.started_at.isoformat()}, finished {ended}")
+    console.print(f"  plan {run.plan_fingerprint}, config {run.config_fingerprint}")
+    if detail.message:
+        console.print(f"  {detail.message}")
+    table = Table(title="Counts", title_justify="left")
+    table.add_column("what")
+    table.add_column("records", justify="right")
+    for name, n in sorted(run.counts.items()):
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+    for code, n in sorted(detail.error_codes.items(), key=lambda item: -item[1]):
+        console.print(f"  failed with {code}: {n:,}")
+    if detail.failures:
+        failures = Table(title="Failed records", title_justify="left")
+        for column in ("key", "batch", "code", "message"):
+            failures.add_column(column)
+        for outcome in detail.failures[:50]:
+            failures.add_row(outcome.key, str(outcome.batch), outcome.error_code or "",
+                             outcome.message or "")
+        console.print(failures)
+
+
+@contextmanager
+def progress_bar(console: Console) -> Iterator[Any]:
+    """A Rich progress bar driven by the core's ProgressEvents (silent when not a terminal)."""
+    with Progress(
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(event: ProgressEvent) -> None:
+            if event.stage not in tasks:
+                tasks[event.stage] = bar.add_task(event.stage, total=event.total)
+            bar.update(tasks[event.stage], completed=event.done, total=event.total)
+
+        yield report

@@ -1,0 +1,357 @@
+"""trueup.yml: pydantic models, ``${ENV}`` expansion and ``load_config(path)``.
+
+Every error is a ConfigError whose message names the file, the dotted path of the field and what was
+expected, e.g. ``trueup.yml: destination.batch_size: must be between 1 and 10000 (got 0)``.
+Secrets (URLs that may carry passwords) are SecretStr: they never appear in reprs, dumps or logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from trueup.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _between(lo: float, hi: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not lo <= value <= hi:
+            lo_s, hi_s = (f"{x:g}" for x in (lo, hi))
+            raise ValueError(f"must be between {lo_s} and {hi_s}")
+        return value
+
+    return check
+
+
+def _identifier(value: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError("must be a plain identifier (letters, digits, underscore)")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+BatchSize = Annotated[int, AfterValidator(_between(1, 10000))]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sources ---------------------------------------------------------------------------------------
+class PostgresSourceConfig(_Section):
+    """A PostgreSQL database, by SQLAlchemy-style URL (postgresql://user@host:5432/db)."""
+
+    kind: Literal["postgres"]
+    url: SecretStr
+    fetch_size: BatchSize = 5000
+
+
+class DuckDBSourceConfig(_Section):
+    """A DuckDB database file, opened read-only."""
+
+    kind: Literal["duckdb"]
+    path: str
+
+
+class SQLiteSourceConfig(_Section):
+    """A SQLite database file."""
+
+    kind: Literal["sqlite"]
+    path: str
+
+
+class FilesSourceConfig(_Section):
+    """CSV and Parquet files, each exposed as a table: ``tables: {name: path-or-glob}``."""
+
+    kind: Literal["files"]
+    tables: dict[Identifier, str] = Field(min_length=1)
+
+
+SourceConfig = Annotated[
+    PostgresSourceConfig | DuckDBSourceConfig | SQLiteSourceConfig | FilesSourceConfig,
+    Field(discriminator="kind"),
+]
+
+
+# --- models ----------------------------------------------------------------------------------------
+class SqlModelConfig(_Section):
+    """A model that is a query or a table of the source, one row per destination record."""
+
+    kind: Literal["sql"]
+    query: str | None = None
+    table: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SqlModelConfig:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give exactly one of 'query' or 'table'")
+        return self
+
+
+class FeaturesModelConfig(_Section):
+    """The long→wide features pivot with many-to-one grouping (DESIGN.md §1).
+
+    Output columns: key, member_id, member_name, group_id, is_multi_member, member_count and, per
+    product code, ``{code}_enabled``, ``{code}_start_date``, ``{code}_updated_date``.
+    """
+
+    kind: Literal["features"]
+    records_table: str = "properties"
+    features_table: str = "property_features"
+    record_id: Identifier = "id"
+    group_by: Identifier = "sfdc_id"
+    name: Identifier = "name"
+    created_at: Identifier = "inserted_at"
+    features_record_id: Identifier = "property_id"
+    feature_code: Identifier = "feature_code"
+    enabled: Identifier = "enabled"
+    enabled_at: Identifier = "enabled_at"
+    updated_at: Identifier = "updated_at"
+    products: list[Identifier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_products(self) -> FeaturesModelConfig:
+        seen = {p for p in self.products if self.products.count(p) > 1}
+        if seen:
+            raise ValueError(f"products listed twice: {', '.join(sorted(seen))}")
+        return self
+
+
+ModelConfig = Annotated[SqlModelConfig | FeaturesModelConfig, Field(discriminator="kind")]
+
+
+# --- destinations ----------------------------------------------------------------------------------
+class SqlDestinationConfig(_Section):
+    """A table in PostgreSQL (postgresql://), SQLite (sqlite:///file) or DuckDB (duckdb:///file)."""
+
+    kind: Literal["sql"]
+    url: SecretStr
+    table: str
+    db_schema: str | None = Field(default=None, alias="schema")
+    batch_size: BatchSize = 500
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CsvDestinationConfig(_Section):
+    """A directory of CSV batch files; its snapshot replays them in order (export destination)."""
+
+    kind: Literal["csv"]
+    directory: str
+    batch_size: BatchSize = 200
+    fields: dict[str, Literal["text", "boolean", "date", "datetime", "integer", "number"]] = Field(
+        default_factory=dict
+    )
+
+
+DestinationConfig = Annotated[
+    SqlDestinationConfig | CsvDestinationConfig, Field(discriminator="kind")
+]
+
+
+# --- guards and store ------------------------------------------------------------------------------
+class GuardsConfig(_Section):
+    """Limits a plan or a run must stay within."""
+
+    max_error_rate: Annotated[float, AfterValidator(_between(0, 1))] = 0.05
+    min_error_sample: Annotated[int, AfterValidator(_between(1, 1_000_000))] = 20
+    min_accuracy: Annotated[float, AfterValidator(_between(0, 100))] = 100.0
+
+
+class StoreConfig(_Section):
+    """Where runs, outcomes and before-images are kept (sqlite:///file or postgresql://...)."""
+
+    url: SecretStr = SecretStr("sqlite:///.trueup/state.db")
+
+
+class Config(_Section):
+    """A whole trueup.yml."""
+
+    version: Literal[1] = 1
+    source: SourceConfig
+    model: ModelConfig
+    key: str
+    destination: DestinationConfig
+    mapping: dict[str, str] = Field(min_length=1)
+    guards: GuardsConfig = GuardsConfig()
+    store: StoreConfig = StoreConfig()
+
+    @model_validator(mode="after")
+    def _key_is_mapped(self) -> Config:
+        if self.key not in self.mapping:
+            raise ValueError(
+                f"key {self.key!r} must be a mapped model column "
+                f"(mapping has: {', '.join(self.mapping)})"
+            )
+        targets = list(self.mapping.values())
+        twice = sorted({t for t in targets if targets.count(t) > 1})
+        if twice:
+            raise ValueError(f"mapping sends two columns to the same field: {', '.join(twice)}")
+        return self
+
+    @property
+    def key_field(self) -> str:
+        """The destination field that holds the key."""
+        return self.mapping[self.key]
+
+    def fingerprint(self) -> str:
+        """A stable hash of what the config means; URLs enter without their passwords."""
+        data = _reveal(self.model_dump(mode="python", by_alias=True))
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return redact_url(value.get_secret_value())
+    if isinstance(value, dict):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_reveal(v) for v in value]
+    return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``: safe to print and store."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+# --- loading ---------------------------------------------------------------------------------------
+class LoadedConfig(BaseModel):
+    """A validated Config with the file it came from (relative paths resolve against its folder)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    config: Config
+    path: Path
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, made absolute relative to the config file's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.path.parent / candidate).resolve()
+
+
+def expand_env(value: Any, *, file: str, path: tuple[str | int, ...] = ()) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; a missing variable is an error."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, file=file, path=(*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, file=file, path=(*path, i)) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name)
+        if found is not None:
+            return found
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set", file=file, path=_dotted(path))
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, expand and validate a trueup.yml; raise ConfigError with file and field path."""
+    file = Path(path)
+    name = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file (run 'trueup init' to write one)", file=name) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=name) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {where}{problem}", file=name) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a YAML mapping of sections (source, model, ...)", file=name)
+    raw = expand_env(raw, file=name)
+    return LoadedConfig(config=parse_config(raw, file=name), path=file.resolve())
+
+
+def parse_config(raw: dict[str, Any], *, file: str) -> Config:
+    """Validate an already-expanded mapping; the first problem becomes a ConfigError."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise ConfigError(
+            _describe(error), file=file, path=_error_path(raw, error["loc"])
+        ) from None
+
+
+def _error_path(raw: Any, loc: tuple[str | int, ...]) -> str:
+    """The dotted path of an error, without the union tags pydantic inserts (e.g. ``sql``)."""
+    kept: list[str | int] = []
+    node = raw
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and part in node:
+            kept.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            kept.append(part)
+            node = node[part]
+        elif last or not isinstance(node, dict):
+            kept.append(part)
+    return _dotted(tuple(kept))
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    kind, msg, given = error["type"], error["msg"], error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        return f"unknown kind {given!r} (expected one of {expected})"
+    if kind == "union_tag_not_found":
+        return "needs a 'kind'"
+    if kind == "literal_error":
+        return f"must be {error.get('ctx', {}).get('expected', '')} (got {given!r})"
+    msg = msg.removeprefix("Value error, ")
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    if isinstance(given, bool | int | float):
+        return f"{msg} (got {given})"
+    if isinstance(given, str) and len(given) <= 60:
+        return f"{msg} (got {given!r})"
+    return msg

@@ -1,0 +1,103 @@
+"""The whole trueup exception tree.
+
+    TrueupError                      root; every error trueup raises on purpose
+    ├── ConfigError                  bad trueup.yml: file, dotted field path, what was expected
+    ├── SourceError                  the source cannot be reached or read, or a model is wrong
+    ├── PlanError                    a plan cannot be built, saved or loaded
+    │   └── StalePlanError           a saved plan no longer matches the config or the destination
+    ├── GuardBlocked                 a guard refused the plan
+    ├── StoreError                   the run store cannot be opened, migrated or written
+    ├── CheckFailed                  a check ran and found accuracy below guards.min_accuracy
+    ├── ErrorRateExceeded            apply stopped because too many records failed
+    └── DestinationError             the destination failed as a whole (a rejected record is data)
+        ├── TransientDestinationError    worth retrying: 429, 5xx, lock errors, timeouts
+        └── FatalDestinationError        not worth retrying
+            ├── AuthenticationError      credentials refused
+            └── DestinationSchemaError   a mapped field or table does not exist or does not fit
+
+Each class carries the CLI exit code it maps to (documented in the README), so the CLI's single error
+boundary needs no table of its own.
+"""
+
+from __future__ import annotations
+
+
+class TrueupError(Exception):
+    """Root of every error trueup raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(TrueupError):
+    """The configuration is invalid; the message names the file and the dotted field path."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, path: str | None = None) -> None:
+        self.file = file
+        self.path = path
+        self.detail = message
+        prefix = ": ".join(part for part in (file, path) if part)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class SourceError(TrueupError):
+    """The source cannot be reached or read, or the model does not fit the source."""
+
+    exit_code = 3
+
+
+class DestinationError(TrueupError):
+    """The destination failed as a whole (a rejected record is an outcome, not an error)."""
+
+    exit_code = 4
+
+
+class TransientDestinationError(DestinationError):
+    """A destination failure worth retrying (429, 5xx, lock errors, timeouts)."""
+
+
+class FatalDestinationError(DestinationError):
+    """A destination failure that retrying will not fix."""
+
+
+class AuthenticationError(FatalDestinationError):
+    """The destination refused the credentials."""
+
+
+class DestinationSchemaError(FatalDestinationError):
+    """A mapped table or field does not exist at the destination, or has an incompatible type."""
+
+
+class PlanError(TrueupError):
+    """A plan cannot be built, saved or loaded."""
+
+    exit_code = 5
+
+
+class StalePlanError(PlanError):
+    """A saved plan no longer matches the config or the destination; nothing was written."""
+
+
+class GuardBlocked(TrueupError):
+    """A guard refused the plan; nothing was written."""
+
+    exit_code = 6
+
+
+class ErrorRateExceeded(TrueupError):
+    """Apply stopped because the share of failed records passed guards.max_error_rate."""
+
+    exit_code = 7
+
+
+class CheckFailed(TrueupError):
+    """Check found agreement below guards.min_accuracy."""
+
+    exit_code = 8
+
+
+class StoreError(TrueupError):
+    """The run store cannot be opened, migrated or written."""
+
+    exit_code = 9

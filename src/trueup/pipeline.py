@@ -1,0 +1,123 @@
+"""The plan step end to end: config → source model → destination snapshot → diff → Plan.
+
+Also the checks that make a saved plan safe to apply: the config and the destination must be what
+they were when the plan was made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import pyarrow as pa
+
+from trueup.config import Config, CsvDestinationConfig, LoadedConfig
+from trueup.destinations import open_destination
+from trueup.destinations.base import Destination
+from trueup.diff import Diff, diff, snapshot_fingerprint
+from trueup.errors import DestinationSchemaError, StalePlanError
+from trueup.models import build_model
+from trueup.plan import Plan
+from trueup.progress import ProgressCallback, ProgressEvent, no_progress
+from trueup.schema import DestinationSchema, FieldType
+from trueup.sources import open_source
+
+
+def destination_name(config: Config) -> str:
+    """A display name for the destination, safe to print and store (no URL, no secret)."""
+    dest = config.destination
+    if isinstance(dest, CsvDestinationConfig):
+        return f"csv:{dest.directory}"
+    table = f"{dest.db_schema}.{dest.table}" if dest.db_schema else dest.table
+    return f"sql:{table}"
+
+
+def mapped_fields(config: Config) -> tuple[str, ...]:
+    """The destination fields a sync reads and writes: the key field first."""
+    return (config.key_field, *(f for f in config.mapping.values() if f != config.key_field))
+
+
+def field_types(schema: DestinationSchema, config: Config) -> dict[str, FieldType]:
+    """The type of every mapped field; all unknown fields are reported in one error."""
+    unknown = [f for f in mapped_fields(config) if f not in schema.fields]
+    if unknown:
+        known = ", ".join(sorted(schema.fields)) or "none"
+        raise DestinationSchemaError(
+            f"{schema.object_name} has no field(s) {', '.join(unknown)} named in mapping "
+            f"(it has: {known})"
+        )
+    return {f: schema.fields[f].type for f in mapped_fields(config)}
+
+
+def read_model(loaded: LoadedConfig, progress: ProgressCallback = no_progress) -> pa.Table:
+    """Run the model against the source and collect its rows (streamed, batch by batch)."""
+    progress(ProgressEvent("read source", 0))
+    with open_source(loaded) as source:
+        reader = build_model(loaded.config.model).read(source)
+        batches = []
+        rows = 0
+        for batch in reader:
+            batches.append(batch)
+            rows += batch.num_rows
+            progress(ProgressEvent("read source", rows))
+        return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def diff_now(
+    loaded: LoadedConfig,
+    destination: Destination,
+    model: pa.Table | pa.RecordBatchReader,
+    progress: ProgressCallback = no_progress,
+) -> tuple[Diff, DestinationSchema]:
+    """Snapshot the destination now and diff the model's rows against it."""
+    config = loaded.config
+    schema = destination.describe()
+    field_types(schema, config)
+    progress(ProgressEvent("read destination", 0))
+    snapshot = destination.snapshot(list(mapped_fields(config)))
+    progress(ProgressEvent("read destination", snapshot.num_rows, snapshot.num_rows))
+    progress(ProgressEvent("diff", 0))
+    result = diff(
+        model,
+        snapshot,
+        mapping=config.mapping,
+        key=config.key,
+        schema=schema,
+        capabilities=destination.capabilities,
+    )
+    return result, schema
+
+
+def make_plan(loaded: LoadedConfig, *, progress: ProgressCallback = no_progress) -> Plan:
+    """Read the source through the model and the destination now; return the plan."""
+    config = loaded.config
+    with open_destination(loaded) as destination, open_source(loaded) as source:
+        progress(ProgressEvent("read source", 0))
+        reader = build_model(config.model).read(source)
+        result, schema = diff_now(loaded, destination, reader, progress)
+    return Plan.from_diff(
+        result,
+        config_fingerprint=config.fingerprint(),
+        destination=destination_name(config),
+        field_types=field_types(schema, config),
+    )
+
+
+def ensure_fresh(plan: Plan, loaded: LoadedConfig, destination: Destination) -> None:
+    """Raise StalePlanError unless config and destination are as they were when planned."""
+    config = loaded.config
+    if plan.config_fingerprint != config.fingerprint():
+        raise StalePlanError(
+            "the config has changed since this plan was made; run 'trueup plan' again"
+        )
+    if plan.destination != destination_name(config):
+        raise StalePlanError(
+            f"this plan is for {plan.destination}, the config points at {destination_name(config)}"
+        )
+    fields: Sequence[str] = mapped_fields(config)
+    now = snapshot_fingerprint(destination.snapshot(list(fields)))
+    if now != plan.destination_fingerprint:
+        then_rows = plan.destination_fingerprint.split(":")[0]
+        now_rows = now.split(":")[0]
+        raise StalePlanError(
+            f"the destination has changed since this plan was made ({then_rows} records then, "
+            f"{now_rows} now, or values differ); nothing was written; run 'trueup plan' again"
+        )

@@ -1,0 +1,55 @@
+"""Field types and the destination's description of itself (what `Destination.describe()` returns).
+
+One vocabulary of types for every destination, so type-aware comparison lives in one place (diff.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from trueup.errors import DestinationSchemaError
+
+
+class FieldType(StrEnum):
+    """The value types trueup compares and writes."""
+
+    TEXT = "text"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    INTEGER = "integer"
+    NUMBER = "number"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One destination field as the destination describes it."""
+
+    name: str
+    type: FieldType
+    nullable: bool = True
+    length: int | None = None
+    createable: bool = True
+    updateable: bool = True
+    external_id: bool = False
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class DestinationSchema:
+    """The fields a destination object (table, sObject, file set) holds."""
+
+    object_name: str
+    fields: Mapping[str, FieldSpec] = field(default_factory=dict)
+
+    def field(self, name: str) -> FieldSpec:
+        """Return the named field, or raise DestinationSchemaError naming what exists."""
+        try:
+            return self.fields[name]
+        except KeyError:
+            known = ", ".join(sorted(self.fields)) or "none"
+            raise DestinationSchemaError(
+                f"{self.object_name} has no field {name!r} (fields: {known})"
+            ) from None
