@@ -24,6 +24,8 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -190,24 +192,28 @@ class Config(_Section):
     version: Literal[1] = 1
     source: SourceConfig
     model: ModelConfig
-    key: str
     destination: DestinationConfig
     mapping: dict[str, str] = Field(min_length=1)
+    key: str
     guards: GuardsConfig = GuardsConfig()
     store: StoreConfig = StoreConfig()
 
-    @model_validator(mode="after")
-    def _key_is_mapped(self) -> Config:
-        if self.key not in self.mapping:
-            raise ValueError(
-                f"key {self.key!r} must be a mapped model column "
-                f"(mapping has: {', '.join(self.mapping)})"
-            )
-        targets = list(self.mapping.values())
+    @field_validator("mapping")
+    @classmethod
+    def _one_column_per_field(cls, mapping: dict[str, str]) -> dict[str, str]:
+        targets = list(mapping.values())
         twice = sorted({t for t in targets if targets.count(t) > 1})
         if twice:
-            raise ValueError(f"mapping sends two columns to the same field: {', '.join(twice)}")
-        return self
+            raise ValueError(f"two columns map to the same field: {', '.join(twice)}")
+        return mapping
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_mapped(cls, key: str, info: ValidationInfo) -> str:
+        mapping = info.data.get("mapping")
+        if mapping is not None and key not in mapping:
+            raise ValueError(f"must be a mapped model column (mapping has: {', '.join(mapping)})")
+        return key
 
     @property
     def key_field(self) -> str:
@@ -306,9 +312,10 @@ def parse_config(raw: dict[str, Any], *, file: str) -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        raise ConfigError(
-            _describe(error), file=file, path=_error_path(raw, error["loc"])
-        ) from None
+        loc = tuple(error["loc"])
+        if error["type"] == "union_tag_invalid":
+            loc = (*loc, "kind")
+        raise ConfigError(_describe(error), file=file, path=_error_path(raw, loc)) from None
 
 
 def _error_path(raw: Any, loc: tuple[str | int, ...]) -> str:
@@ -317,6 +324,8 @@ def _error_path(raw: Any, loc: tuple[str | int, ...]) -> str:
     node = raw
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
+        if isinstance(node, dict) and part not in node and part == node.get("kind"):
+            continue  # a union tag pydantic inserts, not a key the user wrote
         if isinstance(node, dict) and part in node:
             kept.append(part)
             node = node[part]
@@ -342,8 +351,8 @@ def _describe(error: Any) -> str:
     if kind == "missing":
         return "required"
     if kind == "union_tag_invalid":
-        expected = error.get("ctx", {}).get("expected_tags", "")
-        return f"unknown kind {given!r} (expected one of {expected})"
+        ctx = error.get("ctx", {})
+        return f"unknown kind {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
         return "needs a 'kind'"
     if kind == "literal_error":
