@@ -59,7 +59,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# --- sources ---------------------------------------------------------------------------------------
+# --- sources -------------------------------------------------------------------------------------
 class PostgresSourceConfig(_Section):
     """A PostgreSQL database, by SQLAlchemy-style URL (postgresql://user@host:5432/db)."""
 
@@ -95,7 +95,7 @@ SourceConfig = Annotated[
 ]
 
 
-# --- models ----------------------------------------------------------------------------------------
+# --- models --------------------------------------------------------------------------------------
 class SqlModelConfig(_Section):
     """A model that is a query or a table of the source, one row per destination record."""
 
@@ -142,7 +142,7 @@ class FeaturesModelConfig(_Section):
 ModelConfig = Annotated[SqlModelConfig | FeaturesModelConfig, Field(discriminator="kind")]
 
 
-# --- destinations ----------------------------------------------------------------------------------
+# --- destinations --------------------------------------------------------------------------------
 class SqlDestinationConfig(_Section):
     """A table in PostgreSQL (postgresql://), SQLite (sqlite:///file) or DuckDB (duckdb:///file)."""
 
@@ -171,7 +171,7 @@ DestinationConfig = Annotated[
 ]
 
 
-# --- guards and store ------------------------------------------------------------------------------
+# --- guards and store ----------------------------------------------------------------------------
 class GuardsConfig(_Section):
     """Limits a plan or a run must stay within."""
 
@@ -247,7 +247,7 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
 
 
-# --- loading ---------------------------------------------------------------------------------------
+# --- loading -------------------------------------------------------------------------------------
 class LoadedConfig(BaseModel):
     """A validated Config with the file it came from (relative paths resolve against its folder)."""
 
@@ -326,10 +326,9 @@ def _error_path(raw: Any, loc: tuple[str | int, ...]) -> str:
         last = i == len(loc) - 1
         if isinstance(node, dict) and part not in node and part == node.get("kind"):
             continue  # a union tag pydantic inserts, not a key the user wrote
-        if isinstance(node, dict) and part in node:
-            kept.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
             kept.append(part)
             node = node[part]
         elif last or not isinstance(node, dict):
@@ -357,7 +356,7 @@ def _describe(error: Any) -> str:
         return "needs a 'kind'"
     if kind == "literal_error":
         return f"must be {error.get('ctx', {}).get('expected', '')} (got {given!r})"
-    msg = msg.removeprefix("Value error, ")
+    msg = str(msg).removeprefix("Value error, ")
     msg = msg[0].lower() + msg[1:] if msg else msg
     if isinstance(given, bool | int | float):
         return f"{msg} (got {given})"

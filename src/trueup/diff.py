@@ -155,9 +155,10 @@ def _problems(col: str, norm: str, spec: FieldSpec, *, is_key: bool) -> list[str
     name = quote_literal(spec.name)
     raw_text = f"left(CAST({col} AS VARCHAR), 40)"
     out = []
-    if spec.type is not FieldType.TEXT:  # text always converts ('' may become null on purpose)
+    if spec.type is not FieldType.TEXT:  # text always converts ('' may become null by rule)
         out.append(
-            f"CASE WHEN {col} IS NOT NULL AND {norm} IS NULL THEN {name} || {quote_literal(MSG)} || "
+            f"CASE WHEN {col} IS NOT NULL AND {norm} IS NULL "
+            f"THEN {name} || {quote_literal(MSG)} || "
             f"{raw_text} || {quote_literal(END + spec.type.value)} END"
         )
     if spec.type is FieldType.TEXT and spec.length:

@@ -13,10 +13,10 @@
         ├── TransientDestinationError    worth retrying: 429, 5xx, lock errors, timeouts
         └── FatalDestinationError        not worth retrying
             ├── AuthenticationError      credentials refused
-            └── DestinationSchemaError   a mapped field or table does not exist or does not fit
+            └── DestinationSchemaError   a mapped field or table is missing or does not fit
 
-Each class carries the CLI exit code it maps to (documented in the README), so the CLI's single error
-boundary needs no table of its own.
+Each class carries the CLI exit code it maps to (documented in the README), so the CLI's single
+error boundary needs no table of its own.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Field types and the destination's description of itself (what `Destination.describe()` returns).
+"""Field types and the destination's description of itself (`Destination.describe()`).
 
-One vocabulary of types for every destination, so type-aware comparison lives in one place (diff.py).
+One vocabulary of types for every destination, so type-aware comparison lives in one place
+(diff.py).
 """
 
 from __future__ import annotations
