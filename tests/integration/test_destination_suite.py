@@ -1,0 +1,265 @@
+"""The destination test suite: every destination passes it.
+
+To add a destination, write a factory ``(request, tmp_path) -> Destination`` that gives a fresh,
+empty object holding ``FIELDS`` (key ``ext_id``), and append it to ``DESTINATIONS``.
+Destinations store values differently (SQLite: booleans 0/1 and dates as text; CSV: strings), so
+the tests compare snapshots after ``normalised`` maps them back through the described FieldTypes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from trueup.config import CsvDestinationConfig, SqlDestinationConfig
+from trueup.destinations.base import Destination, Operation, OutcomeStatus, WriteBatch
+from trueup.destinations.csv import CsvDestination
+from trueup.destinations.sql import SqlDestination, create_table
+from trueup.errors import DestinationSchemaError
+from trueup.schema import DestinationSchema, FieldSpec, FieldType
+
+KEY = "ext_id"
+FIELDS = (
+    FieldSpec(KEY, FieldType.TEXT, nullable=False, unique=True, external_id=True),
+    FieldSpec("name", FieldType.TEXT, length=20),
+    FieldSpec("active", FieldType.BOOLEAN),
+    FieldSpec("start_date", FieldType.DATE),
+    FieldSpec("seen_at", FieldType.DATETIME),
+    FieldSpec("quantity", FieldType.INTEGER),
+)
+NAMES = [spec.name for spec in FIELDS]
+ARROW = {
+    FieldType.TEXT: pa.string(),
+    FieldType.BOOLEAN: pa.bool_(),
+    FieldType.DATE: pa.date32(),
+    FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
+    FieldType.INTEGER: pa.int64(),
+    FieldType.NUMBER: pa.float64(),
+}
+T1 = dt.datetime(2024, 3, 1, 12, 30, 15, tzinfo=dt.UTC)
+T2 = dt.datetime(2025, 1, 2, 8, 0, tzinfo=dt.UTC)
+ROWS = [
+    {
+        KEY: "a-1",
+        "name": "Alpha",
+        "active": True,
+        "start_date": dt.date(2024, 1, 15),
+        "seen_at": T1,
+        "quantity": 3,
+    },
+    {
+        KEY: "b-2",
+        "name": "Beta",
+        "active": False,
+        "start_date": dt.date(2023, 12, 31),
+        "seen_at": T2,
+        "quantity": 0,
+    },
+    {
+        KEY: "c-3",
+        "name": "Gamma Ünïcode",
+        "active": True,
+        "start_date": dt.date(2020, 2, 29),
+        "seen_at": T1,
+        "quantity": -7,
+    },
+]
+
+Factory = Callable[[pytest.FixtureRequest, Path], Destination]
+
+
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    url, schema = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema")
+    create_table(url, "suite", FIELDS, KEY, db_schema=schema)
+    config = SqlDestinationConfig(kind="sql", url=url, table="suite", schema=schema)
+    return SqlDestination(config, key_field=KEY)
+
+
+def _file_database(url: str) -> Factory:
+    def factory(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+        create_table(url, "suite", FIELDS, KEY, base_dir=tmp_path)
+        config = SqlDestinationConfig(kind="sql", url=url, table="suite")
+        return SqlDestination(config, key_field=KEY, base_dir=tmp_path)
+
+    return factory
+
+
+def _csv(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    declared: dict[str, Any] = {
+        s.name: s.type.value for s in FIELDS if s.type is not FieldType.TEXT
+    }
+    config = CsvDestinationConfig(kind="csv", directory="export", fields=declared)
+    return CsvDestination(config, key_field=KEY, base_dir=tmp_path, fields=NAMES)
+
+
+DESTINATIONS = [
+    pytest.param(_postgres, id="postgres", marks=pytest.mark.postgres),
+    pytest.param(_file_database("sqlite:///dest.db"), id="sqlite"),
+    pytest.param(_file_database("duckdb:///dest.duckdb"), id="duckdb"),
+    pytest.param(_csv, id="csv"),
+]
+
+
+@pytest.fixture(params=DESTINATIONS)
+def destination(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Destination]:
+    """A fresh, empty destination holding FIELDS."""
+    with request.param(request, tmp_path) as opened:
+        yield opened
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def batch(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str] = NAMES,
+    operation: Operation = Operation.UPSERT,
+) -> WriteBatch:
+    """A WriteBatch of ``rows`` with ``columns`` in canonical Arrow types."""
+    types = {spec.name: ARROW[spec.type] for spec in FIELDS}
+    schema = pa.schema([pa.field(c, types[c]) for c in columns])
+    records = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows], schema=schema)
+    return WriteBatch(operation=operation, key_field=KEY, records=records)
+
+
+def normalised(table: pa.Table, schema: DestinationSchema) -> dict[str, dict[str, Any]]:
+    """Snapshot rows by key, every value mapped to the Python type of its FieldType."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in table.to_pylist():
+        values = {name: _value(value, schema.field(name).type) for name, value in row.items()}
+        out[values[KEY]] = values
+    return out
+
+
+def _value(value: Any, field_type: FieldType) -> Any:
+    if value is None:
+        return None
+    if field_type is FieldType.BOOLEAN:
+        if isinstance(value, str):
+            return {"true": True, "false": False, "1": True, "0": False}[value.lower()]
+        return bool(value)
+    if field_type is FieldType.DATE:
+        if isinstance(value, str):
+            return dt.date.fromisoformat(value[:10])
+        return value.date() if isinstance(value, dt.datetime) else value
+    if field_type is FieldType.DATETIME:
+        parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+        aware = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return aware.astimezone(dt.UTC)
+    if field_type is FieldType.INTEGER:
+        return int(value)
+    if field_type is FieldType.NUMBER:
+        return float(value)
+    return str(value)
+
+
+def state(destination: Destination) -> dict[str, dict[str, Any]]:
+    """What the destination holds now, normalised."""
+    return normalised(destination.snapshot(NAMES), destination.describe())
+
+
+def statuses(result: Any) -> list[tuple[str, OutcomeStatus]]:
+    """(key, status) per outcome, in order."""
+    return [(o.key, o.status) for o in result.outcomes]
+
+
+# --- the suite ----------------------------------------------------------------------------------
+def test_describe_reports_every_field_with_its_type(destination: Destination) -> None:
+    schema = destination.describe()
+    for spec in FIELDS:
+        assert schema.field(spec.name).type is spec.type, spec.name
+    key = schema.field(KEY)
+    assert key.unique and key.external_id
+
+
+def test_capabilities_allow_upsert_and_report_created(destination: Destination) -> None:
+    caps = destination.capabilities
+    assert Operation.UPSERT in caps.operations
+    assert caps.reports_created
+    assert 1 <= caps.max_batch_size <= 10_000
+
+
+def test_snapshot_of_an_empty_destination_has_the_requested_columns(
+    destination: Destination,
+) -> None:
+    snapshot = destination.snapshot(["name", KEY])
+    assert snapshot.num_rows == 0
+    assert snapshot.column_names == ["name", KEY]
+
+
+def test_new_records_are_created_in_order_and_read_back(destination: Destination) -> None:
+    result = destination.write(batch(ROWS))
+    assert statuses(result) == [(r[KEY], OutcomeStatus.CREATED) for r in ROWS]
+    assert state(destination) == {r[KEY]: r for r in ROWS}
+
+
+def test_snapshot_schema_is_the_same_empty_or_full(destination: Destination) -> None:
+    empty = destination.snapshot(NAMES)
+    destination.write(batch(ROWS))
+    full = destination.snapshot(NAMES)
+    assert full.schema == empty.schema
+    assert full.column_names == NAMES
+
+
+def test_writing_again_updates_and_leaves_unmentioned_fields(destination: Destination) -> None:
+    destination.write(batch(ROWS))
+    changes = [{KEY: "a-1", "name": "Alpha 2"}, {KEY: "c-3", "name": "Gamma 2"}]
+    result = destination.write(batch(changes, columns=[KEY, "name"]))
+    assert statuses(result) == [("a-1", OutcomeStatus.UPDATED), ("c-3", OutcomeStatus.UPDATED)]
+    expected = {r[KEY]: dict(r) for r in ROWS}
+    expected["a-1"]["name"] = "Alpha 2"
+    expected["c-3"]["name"] = "Gamma 2"
+    assert state(destination) == expected
+
+
+def test_a_mixed_batch_reports_created_and_updated_per_record(destination: Destination) -> None:
+    destination.write(batch(ROWS[:1]))
+    mixed = [{**ROWS[1]}, {**ROWS[0], "quantity": 99}, {**ROWS[2]}]
+    result = destination.write(batch(mixed))
+    assert statuses(result) == [
+        ("b-2", OutcomeStatus.CREATED),
+        ("a-1", OutcomeStatus.UPDATED),
+        ("c-3", OutcomeStatus.CREATED),
+    ]
+    assert state(destination)["a-1"]["quantity"] == 99
+    assert len(state(destination)) == 3
+
+
+def test_a_key_twice_in_one_batch_is_created_then_updated(destination: Destination) -> None:
+    twice = [{**ROWS[0], "name": "First"}, {**ROWS[0], "name": "Second"}]
+    result = destination.write(batch(twice))
+    assert statuses(result) == [("a-1", OutcomeStatus.CREATED), ("a-1", OutcomeStatus.UPDATED)]
+    assert state(destination)["a-1"]["name"] == "Second"
+
+
+def test_nulls_round_trip(destination: Destination) -> None:
+    destination.write(batch([ROWS[0], {KEY: "n-0"}]))
+    cleared = {KEY: "a-1", "active": None, "start_date": None, "seen_at": None, "quantity": None}
+    destination.write(batch([cleared], columns=list(cleared)))
+    held = state(destination)
+    assert held["n-0"] == {name: ("n-0" if name == KEY else None) for name in NAMES}
+    assert held["a-1"] == {**cleared, "name": "Alpha"}
+
+
+def test_an_empty_batch_writes_nothing(destination: Destination) -> None:
+    assert destination.write(batch([])).outcomes == ()
+    assert destination.snapshot(NAMES).num_rows == 0
+
+
+def test_snapshot_of_an_unknown_field_is_a_schema_error(destination: Destination) -> None:
+    with pytest.raises(DestinationSchemaError, match="no_such_field"):
+        destination.snapshot([KEY, "no_such_field"])
+
+
+def test_a_record_without_a_key_fails_alone(destination: Destination) -> None:
+    result = destination.write(batch([ROWS[0], {**ROWS[1], KEY: None}, ROWS[2]]))
+    assert [o.status for o in result.outcomes] == [
+        OutcomeStatus.CREATED,
+        OutcomeStatus.FAILED,
+        OutcomeStatus.CREATED,
+    ]
+    assert result.outcomes[1].error_code
+    assert sorted(state(destination)) == ["a-1", "c-3"]
