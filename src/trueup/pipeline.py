@@ -7,6 +7,7 @@ they were when the plan was made.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import pyarrow as pa
 
 from trueup.config import Config, CsvDestinationConfig, LoadedConfig

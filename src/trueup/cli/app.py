@@ -76,8 +76,10 @@ def init(
         raise PlanError(f"{path} exists; pass --force to overwrite it")
     text = resources.files("trueup").joinpath("examples/product_features.yml").read_text()
     path.write_text(text, encoding="utf-8")
-    out.print(f"Wrote {path}. Set TRUEUP_SOURCE_URL and TRUEUP_DESTINATION_URL, then run "
-              f"'trueup plan -c {path}'.")
+    out.print(
+        f"Wrote {path}. Set TRUEUP_SOURCE_URL and TRUEUP_DESTINATION_URL, then run "
+        f"'trueup plan -c {path}'."
+    )
 
 
 @app.command()
@@ -184,8 +186,9 @@ def check(config: ConfigOption = Path("trueup.yml"), as_json: JsonOption = False
     else:
         render.render_check(out, report, min_accuracy=minimum)
     if report.accuracy < minimum:
-        raise CheckFailed(f"accuracy {report.accuracy:.2f}% is below guards.min_accuracy "
-                          f"({minimum:g}%)")
+        raise CheckFailed(
+            f"accuracy {report.accuracy:.2f}% is below guards.min_accuracy ({minimum:g}%)"
+        )
 
 
 @app.command()

@@ -43,9 +43,13 @@ def run_demo(out: Console, err: Console, *, directory: Path, properties: int, se
     render.render_plan(out, plan, sample=5)
 
     out.print(Rule("2. Apply"))
-    with open_destination(loaded) as destination, RunStore.open(
-        loaded.config.store.url.get_secret_value(), base_dir=loaded.path.parent
-    ) as store, render.progress_bar(err) as progress:
+    with (
+        open_destination(loaded) as destination,
+        RunStore.open(
+            loaded.config.store.url.get_secret_value(), base_dir=loaded.path.parent
+        ) as store,
+        render.progress_bar(err) as progress,
+    ):
         result = apply_plan(
             plan,
             destination,

@@ -151,13 +151,25 @@ def _sample(keys: tuple[str, ...]) -> str:
 def render_runs(console: Console, runs: list[RunSummary]) -> None:
     """One line per run, newest first."""
     table = Table(title="Runs", title_justify="left")
-    for column in ("id", "started", "command", "status", "destination", "created", "updated",
-                   "failed", "skipped"):
+    for column in (
+        "id",
+        "started",
+        "command",
+        "status",
+        "destination",
+        "created",
+        "updated",
+        "failed",
+        "skipped",
+    ):
         table.add_column(column)
     for run in runs:
         table.add_row(
-            str(run.id), run.started_at.strftime("%Y-%m-%d %H:%M:%S"), run.command,
-            run.status.value, run.destination,
+            str(run.id),
+            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            run.command,
+            run.status.value,
+            run.destination,
             *(f"{run.counts.get(k, 0):,}" for k in ("created", "updated", "failed", "skipped")),
         )
     console.print(table if runs else "No runs yet.")
@@ -185,8 +197,9 @@ def render_run(console: Console, detail: RunDetail) -> None:
         for column in ("key", "batch", "code", "message"):
             failures.add_column(column)
         for outcome in detail.failures[:50]:
-            failures.add_row(outcome.key, str(outcome.batch), outcome.error_code or "",
-                             outcome.message or "")
+            failures.add_row(
+                outcome.key, str(outcome.batch), outcome.error_code or "", outcome.message or ""
+            )
         console.print(failures)
 
 
