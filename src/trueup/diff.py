@@ -21,7 +21,7 @@ Rules (each one written here once):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -150,26 +150,33 @@ def normalize(expr: str, input_type: str, spec: FieldSpec, caps: Capabilities) -
     return out
 
 
-def _problems(col: str, norm: str, spec: FieldSpec, *, is_key: bool) -> list[str]:
-    """SQL expressions, each NULL or a reason text, for one source column."""
+def _problems(
+    col: str, norm: str, spec: FieldSpec, *, is_key: bool, can_fail: bool
+) -> list[tuple[str, str]]:
+    """(condition, reason) SQL pairs that make a source record invalid, for one column."""
     name = quote_literal(spec.name)
-    raw_text = f"left(CAST({col} AS VARCHAR), 40)"
     out = []
-    if spec.type is not FieldType.TEXT:  # text always converts ('' may become null by rule)
+    if can_fail:
+        raw = f"left(CAST({col} AS VARCHAR), 40)"
         out.append(
-            f"CASE WHEN {col} IS NOT NULL AND {norm} IS NULL "
-            f"THEN {name} || {quote_literal(MSG)} || "
-            f"{raw_text} || {quote_literal(END + spec.type.value)} END"
+            (
+                f"{col} IS NOT NULL AND {norm} IS NULL",
+                f"{name} || {quote_literal(MSG)} || {raw} || "
+                f"{quote_literal(END + spec.type.value)}",
+            )
         )
     if spec.type is FieldType.TEXT and spec.length:
+        n = int(spec.length)
         out.append(
-            f"CASE WHEN length({norm}) > {int(spec.length)} THEN {name} || ': ' || "
-            f"length({norm}) || ' characters, longer than {int(spec.length)}' END"
+            (
+                f"length({norm}) > {n}",
+                f"{name} || ': ' || length({norm}) || ' characters, longer than {n}'",
+            )
         )
     if is_key:
-        out.append(f"CASE WHEN {norm} IS NULL THEN 'key is null' END")
+        out.append((f"{norm} IS NULL", "'key is null'"))
     elif not spec.nullable and spec.type is not FieldType.BOOLEAN:
-        out.append(f"CASE WHEN {norm} IS NULL THEN {name} || ': required' END")
+        out.append((f"{norm} IS NULL", f"{name} || ': required'"))
     return out
 
 
@@ -183,39 +190,88 @@ def diff(
     capabilities: Capabilities,
 ) -> Diff:
     """Classify every key of ``source`` (model columns) against ``snapshot`` (field names)."""
+    con = duckdb.connect()
+    try:
+        con.register("src_in", source)
+        con.register("dst_in", snapshot)
+        # a stream can be read only once: the source is kept as a table for the duplicate check
+        return _diff_in(con, mapping, key, schema, capabilities, keep_source=True)
+    finally:
+        con.close()
+
+
+def diff_in_duckdb(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    source_sql: str,
+    snapshot_sql: str,
+    mapping: Mapping[str, str],
+    key: str,
+    schema: DestinationSchema,
+    capabilities: Capabilities,
+) -> Diff:
+    """As ``diff``, where the model and the snapshot are SQL that ``con`` can run in place."""
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW src_in AS {source_sql}").fetchall()
+        con.execute(f"CREATE OR REPLACE TEMP VIEW dst_in AS {snapshot_sql}").fetchall()
+    except duckdb.Error as exc:
+        raise PlanError(f"cannot read the model or the destination: {_one_line(exc)}") from exc
+    return _diff_in(con, mapping, key, schema, capabilities, keep_source=False)
+
+
+def _one_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _diff_in(
+    con: duckdb.DuckDBPyConnection,
+    mapping: Mapping[str, str],
+    key: str,
+    schema: DestinationSchema,
+    capabilities: Capabilities,
+    *,
+    keep_source: bool,
+) -> Diff:
     key_field = mapping[key]
     fields = tuple(f for f in mapping.values() if f != key_field)
     specs = {f: schema.field(f) for f in (key_field, *fields)}
-    missing = [c for c in mapping if c not in source.schema.names]
+    con.execute("SET TimeZone = 'UTC'").fetchall()
+    src_types = _column_types(con, "src_in")
+    dst_types = _column_types(con, "dst_in")
+    missing = [c for c in mapping if c not in src_types]
     if missing:
         raise PlanError(
             f"the model does not produce mapped column(s): {', '.join(missing)} "
-            f"(it produces: {', '.join(source.schema.names)})"
+            f"(it produces: {', '.join(src_types)})"
         )
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        counter = _RowCounter(source)
-        con.register("src_in", counter.reader)
-        con.register("dst_in", snapshot)
-        src_types = dict(
-            con.execute("SELECT column_name, column_type FROM (DESCRIBE src_in)").fetchall()
-        )
-        dst_types = dict(
-            con.execute("SELECT column_name, column_type FROM (DESCRIBE dst_in)").fetchall()
-        )
-        sql = _diff_sql(mapping, key, key_field, fields, specs, capabilities, src_types, dst_types)
-        records = con.sql(sql).to_arrow_table()
-        fingerprint = _fingerprint(con, "dst_in")
-    finally:
-        con.close()
+    if key_field not in dst_types:
+        raise PlanError(f"the destination snapshot has no key field {key_field!r}")
+    by_field = {f: c for c, f in mapping.items()}
+    relation = "TABLE" if keep_source else "VIEW"
+    con.execute(
+        _source_sql(by_field, key_field, fields, specs, capabilities, src_types, relation)
+    ).fetchall()
+    # keys seen twice: a key-only aggregate, far cheaper than a window over whole rows
+    k = quote_ident(key_field)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE dup AS SELECT {k} AS k, count(*) AS n "
+        f"FROM s WHERE {k} IS NOT NULL GROUP BY 1 HAVING count(*) > 1"
+    ).fetchall()
+    rows = con.execute("SELECT count(*) FROM s").fetchall()[0][0]
+    records = con.sql(_diff_sql(key_field, fields, specs, capabilities, dst_types))
+    table = records.to_arrow_table().sort_by([("action", "ascending"), ("key", "ascending")])
     return _summarize(
-        records,
-        source_rows=counter.rows,
+        table,
+        source_rows=int(rows),
         fields=fields,
         key_field=key_field,
-        snapshot_fingerprint=fingerprint,
+        snapshot_fingerprint=_fingerprint(con, "dst_in"),
     )
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str]:
+    found = con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {view})").fetchall()
+    return {str(name): str(kind) for name, kind in found}
 
 
 def snapshot_fingerprint(snapshot: pa.Table) -> str:
@@ -229,56 +285,75 @@ def snapshot_fingerprint(snapshot: pa.Table) -> str:
 
 
 def _fingerprint(con: duckdb.DuckDBPyConnection, view: str) -> str:
-    row = con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {view} AS t").fetchone()
+    row = con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {view} AS t").fetchall()[0]
     if not row or row[1] is None:
         return "0:empty"
     return f"{row[0]}:{row[1]:016x}"
 
 
-class _RowCounter:
-    """Wraps the source so its rows are counted as DuckDB streams it (per batch, not per row)."""
-
-    def __init__(self, source: pa.Table | pa.RecordBatchReader) -> None:
-        self.rows = 0
-        if isinstance(source, pa.Table):
-            self.rows = source.num_rows
-            self.reader: pa.Table | pa.RecordBatchReader = source
-        else:
-            self.reader = pa.RecordBatchReader.from_batches(source.schema, self._count(source))
-
-    def _count(self, source: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-        for batch in source:
-            self.rows += batch.num_rows
-            yield batch
-
-
-def _diff_sql(
-    mapping: Mapping[str, str],
-    key: str,
+def _source_sql(
+    by_field: Mapping[str, str],
     key_field: str,
     fields: tuple[str, ...],
     specs: Mapping[str, FieldSpec],
     caps: Capabilities,
     src_types: Mapping[str, str],
+    relation: str,
+) -> str:
+    """CREATE ``s`` (a TABLE or VIEW): the source in canonical values, why it is invalid."""
+    q = quote_ident
+    columns, checks = [], []
+    for f in (key_field, *fields):
+        col, kind = q(by_field[f]), src_types[by_field[f]]
+        columns.append(f"{normalize(col, kind, specs[f], caps)} AS {q(f)}")
+        # conversion failures are judged before a checkbox's null-as-false default applies
+        converted = normalize(col, kind, replace(specs[f], nullable=True), caps)
+        checks += _problems(
+            col, converted, specs[f], is_key=f == key_field, can_fail=_can_fail(kind, specs[f])
+        )
+    if checks:
+        any_problem = " OR ".join(f"({cond})" for cond, _ in checks)
+        reasons = ", ".join(f"CASE WHEN {cond} THEN {why} END" for cond, why in checks)
+        problem = f"CASE WHEN {any_problem} THEN concat_ws('; ', {reasons}) END"
+    else:
+        problem = "CAST(NULL AS VARCHAR)"
+    return (
+        f"CREATE OR REPLACE TEMP {relation} s AS SELECT {', '.join(columns)}, "
+        f"{problem} AS problem, "
+        "TRUE AS present FROM src_in"
+    )
+
+
+def _can_fail(input_type: str, spec: FieldSpec) -> bool:
+    """Whether converting ``input_type`` to the field's type can fail for a non-null value."""
+    t = input_type.upper()
+    native = {
+        FieldType.TEXT: True,
+        FieldType.BOOLEAN: t == "BOOLEAN",
+        FieldType.DATE: t == "DATE" or t.startswith("TIMESTAMP"),
+        FieldType.DATETIME: t == "DATE" or t.startswith("TIMESTAMP"),
+        FieldType.INTEGER: t in _INTEGER_TYPES or t == "BOOLEAN",
+        FieldType.NUMBER: t in _INTEGER_TYPES
+        or t in ("DOUBLE", "FLOAT", "REAL")
+        or t.startswith("DECIMAL"),
+    }[spec.type]
+    return not native
+
+
+def _diff_sql(
+    key_field: str,
+    fields: tuple[str, ...],
+    specs: Mapping[str, FieldSpec],
+    caps: Capabilities,
     dst_types: Mapping[str, str],
 ) -> str:
+    """The join of ``s`` (with ``dup``) and the snapshot; every row that is not unchanged."""
     q = quote_ident
-    by_field = {f: c for c, f in mapping.items()}
-    s_cols, problems = [], []
-    for f in (key_field, *fields):
-        col = q(by_field[f])
-        norm = normalize(col, src_types[by_field[f]], specs[f], caps)
-        s_cols.append(f"{norm} AS {q(f)}")
-        # conversion failures are judged before a checkbox's null-as-false default applies
-        converted = normalize(col, src_types[by_field[f]], replace(specs[f], nullable=True), caps)
-        problems += _problems(col, converted, specs[f], is_key=f == key_field)
     d_cols = [
         f"{normalize(q(f), dst_types[f], specs[f], caps)} AS {q(f)}"
         for f in (key_field, *fields)
         if f in dst_types
     ]
-    if key_field not in dst_types:
-        raise PlanError(f"the destination snapshot has no key field {key_field!r}")
     k = q(key_field)
     differs = {
         f: f"s.{q(f)} IS DISTINCT FROM d.{q(f)}" if f in dst_types else f"s.{q(f)} IS NOT NULL"
@@ -289,46 +364,35 @@ def _diff_sql(
         f"CASE WHEN s.{q(f)} IS NOT NULL THEN {quote_literal(f)} END" for f in fields
     )
     any_diff = " OR ".join(differs.values()) or "FALSE"
+    invalid = f"(s.problem IS NOT NULL OR s.{k} IS NULL OR dup.n IS NOT NULL)"
     before_cols = ", ".join(
         f"d.{q(f)} AS {q(BEFORE + f)}" if f in dst_types else f"NULL AS {q(BEFORE + f)}"
         for f in fields
     )
     after_cols = ", ".join(f"s.{q(f)}" for f in fields)
     return f"""
-WITH s0 AS (
-    SELECT {", ".join(s_cols)}, concat_ws('; ', {", ".join(problems)}) AS problem FROM src_in
-), s AS (
-    SELECT *, count(*) OVER (PARTITION BY {k}) AS n FROM s0
-), d AS (
+WITH d AS (
     SELECT {", ".join(d_cols)}, TRUE AS present FROM dst_in
-), j AS (
-    SELECT
-        coalesce(s.{k}, d.{k}) AS key,
-        CASE
-            WHEN s.n IS NULL THEN 'missing_in_source'
-            WHEN s.problem <> '' OR s.{k} IS NULL OR s.n > 1 THEN 'invalid'
-            WHEN d.present IS NULL THEN 'create'
-            WHEN {any_diff} THEN 'update'
-            ELSE 'unchanged'
-        END AS action,
-        CASE
-            WHEN s.n IS NULL THEN NULL
-            WHEN s.{k} IS NOT NULL AND s.n > 1
-                THEN concat_ws('; ', 'key appears ' || s.n || ' times in the source',
-                               nullif(s.problem, ''))
-            ELSE nullif(s.problem, '')
-        END AS reason,
-        CASE WHEN s.n IS NULL OR s.n > 1 OR s.problem <> '' OR s.{k} IS NULL
-                 THEN []::VARCHAR[]
-             WHEN d.present IS NULL THEN list_filter([{created_items}], lambda x: x IS NOT NULL)
-             ELSE list_filter([{changed_items}], lambda x: x IS NOT NULL) END AS changed,
-        {after_cols}, {before_cols}
-    FROM s FULL OUTER JOIN d ON s.{k} = d.{k}
 )
-SELECT key, action, reason, changed, {", ".join(q(f) for f in fields)},
-       {", ".join(q(BEFORE + f) for f in fields)}
-FROM j WHERE action <> 'unchanged'
-ORDER BY action, key
+SELECT
+    coalesce(s.{k}, d.{k}) AS key,
+    CASE
+        WHEN s.present IS NULL THEN 'missing_in_source'
+        WHEN {invalid} THEN 'invalid'
+        WHEN d.present IS NULL THEN 'create'
+        ELSE 'update'
+    END AS action,
+    CASE
+        WHEN dup.n IS NOT NULL THEN concat_ws('; ', 'key appears ' || dup.n ||
+                                              ' times in the source', s.problem)
+        ELSE s.problem
+    END AS reason,
+    CASE WHEN s.present IS NULL OR {invalid} THEN []::VARCHAR[]
+         WHEN d.present IS NULL THEN list_filter([{created_items}], lambda x: x IS NOT NULL)
+         ELSE list_filter([{changed_items}], lambda x: x IS NOT NULL) END AS changed,
+    {after_cols}, {before_cols}
+FROM s LEFT JOIN dup ON s.{k} = dup.k FULL OUTER JOIN d ON s.{k} = d.{k}
+WHERE s.present IS NULL OR d.present IS NULL OR {invalid} OR {any_diff}
 """
 
 

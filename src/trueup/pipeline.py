@@ -12,14 +12,18 @@ import pyarrow as pa
 
 from trueup.config import Config, CsvDestinationConfig, LoadedConfig
 from trueup.destinations import open_destination
-from trueup.destinations.base import Destination
-from trueup.diff import Diff, diff, snapshot_fingerprint
+from trueup.destinations.base import Destination, DuckDBReadable
+from trueup.diff import Diff, diff, diff_in_duckdb, snapshot_fingerprint
 from trueup.errors import DestinationSchemaError, StalePlanError
 from trueup.models import build_model
+from trueup.models.base import Model
 from trueup.plan import Plan
 from trueup.progress import ProgressCallback, ProgressEvent, no_progress
 from trueup.schema import DestinationSchema, FieldType
 from trueup.sources import open_source
+from trueup.sources.base import Source
+
+IN_PLACE = "diff in place"  # the progress stage of the in-DuckDB path
 
 
 def destination_name(config: Config) -> str:
@@ -91,15 +95,57 @@ def make_plan(loaded: LoadedConfig, *, progress: ProgressCallback = no_progress)
     """Read the source through the model and the destination now; return the plan."""
     config = loaded.config
     with open_destination(loaded) as destination, open_source(loaded) as source:
-        progress(ProgressEvent("read source", 0))
-        reader = build_model(config.model).read(source)
-        result, schema = diff_now(loaded, destination, reader, progress)
+        schema = destination.describe()
+        types = field_types(schema, config)
+        model = build_model(config.model)
+        result = _diff_in_place(loaded, destination, schema, source, model, progress)
+        if result is None:
+            progress(ProgressEvent("read source", 0))
+            result, _ = diff_now(loaded, destination, model.read(source), progress)
     return Plan.from_diff(
         result,
         config_fingerprint=config.fingerprint(),
         destination=destination_name(config),
-        field_types=field_types(schema, config),
+        field_types=types,
     )
+
+
+def _diff_in_place(
+    loaded: LoadedConfig,
+    destination: Destination,
+    schema: DestinationSchema,
+    source: Source,
+    model: Model,
+    progress: ProgressCallback,
+) -> Diff | None:
+    """The diff run inside DuckDB over the source files and the destination table in place,
+    when the source, the model and the destination all allow it; else None.
+
+    The destination stays attached to the source's DuckDB database until the source closes.
+    """
+    model_sql = model.sql()
+    if model_sql is None or not isinstance(destination, DuckDBReadable):
+        return None
+    con = source.duckdb_connection()
+    if con is None:
+        return None
+    config = loaded.config
+    try:
+        snapshot_sql = destination.duckdb_snapshot(con, mapped_fields(config))
+        if snapshot_sql is None:
+            return None
+        progress(ProgressEvent(IN_PLACE, 0))
+        return diff_in_duckdb(
+            con,
+            source_sql=model_sql,
+            snapshot_sql=snapshot_sql,
+            mapping=config.mapping,
+            key=config.key,
+            schema=schema,
+            capabilities=destination.capabilities,
+        )
+    finally:
+        con.close()
 
 
 def ensure_fresh(plan: Plan, loaded: LoadedConfig, destination: Destination) -> None:

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
+from typing import Protocol, runtime_checkable
 
+import duckdb
 import pyarrow as pa
 
 from trueup.schema import DestinationSchema
@@ -116,3 +118,12 @@ class Destination(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@runtime_checkable
+class DuckDBReadable(Protocol):
+    """A destination DuckDB can read in place (the plan step then diffs without Arrow copies)."""
+
+    def duckdb_snapshot(self, con: duckdb.DuckDBPyConnection, fields: Sequence[str]) -> str | None:
+        """Make the destination readable in ``con``; SQL selecting ``fields`` exactly as
+        ``snapshot`` returns them (same types), or None when this instance cannot."""

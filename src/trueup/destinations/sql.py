@@ -126,6 +126,15 @@ class SqlDestination(Destination):
             schema.field(name)
         return self._engine.select(schema, list(fields))
 
+    def duckdb_snapshot(self, con: duckdb.DuckDBPyConnection, fields: Sequence[str]) -> str | None:
+        """For a DuckDB file: attach it read-only to ``con`` and return the snapshot's SELECT."""
+        if not isinstance(self._engine, DuckDBTable):
+            return None
+        schema = self._described()
+        for name in fields:
+            schema.field(name)
+        return self._engine.attach(con, schema, list(fields))
+
     def write(self, batch: WriteBatch) -> BatchResult:
         """Upsert or update the batch in one transaction; a refused record fails alone."""
         schema = self._described()

@@ -38,7 +38,7 @@ from trueup.errors import (
     TransientDestinationError,
 )
 from trueup.schema import DestinationSchema, FieldSpec, FieldType
-from trueup.sqltext import quote_ident
+from trueup.sqltext import quote_ident, quote_literal
 
 _CAST = {
     FieldType.TEXT: "VARCHAR",
@@ -102,19 +102,42 @@ class DuckDBTable(TableEngine):
     def select(self, schema: DestinationSchema, fields: Sequence[str]) -> pa.Table:
         """Every row, ``fields`` only, in canonical Arrow types (timestamps in UTC)."""
         types = [schema.fields[f].type for f in fields]
-        exprs = ", ".join(
-            f"CAST({quote_ident(f)} AS {_CAST[t]}) AS {quote_ident(f)}"
-            for f, t in zip(fields, types, strict=True)
-        )
         conn = self._connect(write=False)
         try:
-            table = conn.sql(f"SELECT {exprs} FROM {self._sql_name}").to_arrow_table()
+            table = conn.sql(self._select_sql(schema, fields, self._sql_name)).to_arrow_table()
         except duckdb.Error as exc:
             raise self._error(exc) from exc
         target = pa.schema(
             [pa.field(f, CANONICAL_ARROW[t]) for f, t in zip(fields, types, strict=True)]
         )
         return table.cast(target)
+
+    def attach(
+        self, con: duckdb.DuckDBPyConnection, schema: DestinationSchema, fields: Sequence[str]
+    ) -> str:
+        """Attach the file read-only to ``con``; the SELECT ``select`` would run, over it."""
+        self.close()  # one process may not hold the same DuckDB file open twice
+        alias = "trueup_destination"
+        try:
+            attached = con.execute(
+                "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]
+            ).fetchall()[0][0]
+            if not attached:
+                con.execute(
+                    f"ATTACH {quote_literal(str(self._path))} AS {alias} (READ_ONLY)"
+                ).fetchall()
+        except duckdb.Error as exc:
+            raise self._error(exc) from exc
+        parts = [alias, self._schema or "main", self._table]
+        return self._select_sql(schema, fields, ".".join(quote_ident(p) for p in parts))
+
+    @staticmethod
+    def _select_sql(schema: DestinationSchema, fields: Sequence[str], table: str) -> str:
+        exprs = ", ".join(
+            f"CAST({quote_ident(f)} AS {_CAST[schema.fields[f].type]}) AS {quote_ident(f)}"
+            for f in fields
+        )
+        return f"SELECT {exprs} FROM {table}"
 
     def write(
         self, records: pa.Table, key: str, operation: Operation, *, isolate: bool

@@ -19,6 +19,10 @@ class Model(ABC):
     def read(self, source: Source) -> pa.RecordBatchReader:
         """Stream the model's rows with a schema that is fixed before the first batch."""
 
+    def sql(self) -> str | None:
+        """The model as one SQL query over the source's tables, when it is one (else None)."""
+        return None
+
 
 def as_reader(batches: Iterator[pa.RecordBatch], *, what: str) -> pa.RecordBatchReader:
     """``batches`` as a RecordBatchReader; a reader passes through, an iterator is peeked."""

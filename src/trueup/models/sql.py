@@ -7,6 +7,7 @@ import pyarrow as pa
 from trueup.config import SqlModelConfig
 from trueup.models.base import Model, as_reader
 from trueup.sources.base import Source
+from trueup.sqltext import quote_qualified
 
 
 class SqlModel(Model):
@@ -21,3 +22,10 @@ class SqlModel(Model):
             return as_reader(source.read_table(self.config.table), what=self.config.table)
         assert self.config.query is not None  # the config guarantees exactly one of the two
         return as_reader(source.read_query(self.config.query), what="the model query")
+
+    def sql(self) -> str:
+        """The configured query, or a SELECT of the configured table."""
+        if self.config.table is not None:
+            return f"SELECT * FROM {quote_qualified(self.config.table)}"
+        assert self.config.query is not None
+        return self.config.query

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from types import TracebackType
 
+import duckdb
 import pyarrow as pa
 
 
@@ -30,6 +31,14 @@ class Source(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections and files."""
+
+    def duckdb_connection(self) -> duckdb.DuckDBPyConnection | None:
+        """A DuckDB connection in which this source's tables are readable by name, if it has one.
+
+        The plan step uses it to run the model and the diff where the data is, without moving
+        rows through Arrow; sources that are not DuckDB-backed return None.
+        """
+        return None
 
     def __enter__(self) -> Source:
         return self

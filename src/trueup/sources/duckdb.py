@@ -73,6 +73,15 @@ class DuckDBConnectionSource(Source):
         """Close the DuckDB connection."""
         self._conn.close()
 
+    def duckdb_connection(self) -> duckdb.DuckDBPyConnection | None:
+        """A new cursor on this source's DuckDB database (its tables and views by name)."""
+        try:
+            cursor = self._conn.cursor()
+            cursor.execute("SET TimeZone = 'UTC'").fetchall()
+        except duckdb.Error as exc:
+            raise SourceError(f"cannot read {self._shown}: {one_line(exc)}") from exc
+        return cursor
+
     def _reader(self, sql: str, *, table: str | None) -> pa.RecordBatchReader:
         batches = self._batches(sql, table=table)
         schema = next(batches)  # runs the query now, so errors surface here with the schema
