@@ -19,7 +19,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from trueup.config import GuardsConfig
@@ -129,7 +130,8 @@ def _write(destination: Destination, batch: WriteBatch, retry: RetryPolicy) -> B
     retrying = Retrying(
         retry=retry_if_exception_type(TransientDestinationError),
         stop=stop_after_attempt(retry.attempts),
-        wait=wait_exponential_jitter(initial=retry.initial_wait, max=retry.max_wait),
+        wait=wait_exponential(multiplier=retry.initial_wait, max=retry.max_wait)
+        + wait_random(0, retry.initial_wait),  # jitter, so parallel runs do not retry in step
         reraise=True,
     )
     result: BatchResult = retrying(destination.write, batch)
