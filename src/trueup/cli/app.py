@@ -29,7 +29,8 @@ app = typer.Typer(
     name="trueup",
     help=(
         "Keep a CRM true to your source-of-truth database: plan what differs, apply it in "
-        "batches with per-record outcomes, check the result by reading the destination itself."
+        "batches with per-record outcomes, check the result by reading the destination itself. "
+        "New here? Run 'trueup demo'. Exit codes are listed in the README."
     ),
     no_args_is_help=True,
     add_completion=False,
