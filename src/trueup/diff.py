@@ -259,7 +259,7 @@ def _diff_in(
     ).fetchall()
     rows = con.execute("SELECT count(*) FROM s").fetchall()[0][0]
     records = con.sql(_diff_sql(key_field, fields, specs, capabilities, dst_types))
-    table = records.to_arrow_table().sort_by([("action", "ascending"), ("key", "ascending")])
+    table = records.to_arrow_table()  # unordered: Plan sorts where order shows (JSON, samples)
     return _summarize(
         table,
         source_rows=int(rows),

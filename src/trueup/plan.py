@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +32,6 @@ ARROW_TYPES: Mapping[FieldType, pa.DataType] = {
     FieldType.INTEGER: pa.int64(),
     FieldType.NUMBER: pa.float64(),
 }
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    """One field of one record: its value now and after apply."""
-
-    key: str
-    field: str
-    before: Any
-    after: Any
 
 
 @dataclass(frozen=True)
@@ -101,14 +91,11 @@ class Plan:
         columns = [rows["key"], *(rows[f] for f in self.fields)]
         return pa.table(columns, names=[self.key_field, *self.fields])
 
-    def changes(self, limit: int | None = None) -> Iterator[FieldChange]:
-        """Field changes of creates and updates, in plan order (for samples and reviews)."""
-        rows = self.rows(Action.UPDATE, Action.CREATE)
-        if limit is not None:
-            rows = rows.slice(0, limit)
-        for record in rows.to_pylist():
-            for name in record["changed"]:
-                yield FieldChange(record["key"], name, record[BEFORE + name], record[name])
+    def sample(self, action: Action, limit: int) -> pa.Table:
+        """The first ``limit`` records of ``action`` in key order (for reviews and reports)."""
+        rows = self.rows(action)
+        order = pc.sort_indices(rows, sort_keys=[("key", "ascending")])
+        return rows.take(order[:limit])
 
     @property
     def fingerprint(self) -> str:
@@ -144,7 +131,11 @@ class Plan:
 
     def _records_json(self) -> list[dict[str, Any]]:
         records = []
-        for row in self.records.to_pylist():
+        order = pc.sort_indices(
+            self.records,
+            sort_keys=[("action", "ascending"), ("key", "ascending")],
+        )
+        for row in self.records.take(order).to_pylist():
             action = row["action"]
             item: dict[str, Any] = {"key": row["key"], "action": action}
             if action == Action.INVALID:

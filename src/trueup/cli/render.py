@@ -60,7 +60,7 @@ def render_plan(console: Console, plan: Plan, *, sample: int = SAMPLE) -> None:
             fields.add_row(name, f"{n:,}")
         console.print(fields)
 
-    updates = plan.rows(Action.UPDATE).slice(0, sample)
+    updates = plan.sample(Action.UPDATE, sample)
     if updates.num_rows:
         table = Table(title=f"Sample of updates (first {updates.num_rows})", title_justify="left")
         for column in ("key", "field", "before", "after"):
@@ -77,11 +77,11 @@ def render_plan(console: Console, plan: Plan, *, sample: int = SAMPLE) -> None:
 
 
 def _key_list(console: Console, plan: Plan, action: Action, title: str, limit: int) -> None:
-    rows = plan.rows(action)
-    if not rows.num_rows:
+    total = plan.counts[action]
+    if not total:
         return
-    shown = rows.slice(0, limit)
-    table = Table(title=f"{title}: {rows.num_rows:,}", title_justify="left")
+    shown = plan.sample(action, limit)
+    table = Table(title=f"{title}: {total:,}", title_justify="left")
     table.add_column("key")
     if action is Action.INVALID:
         table.add_column("reason")
@@ -91,8 +91,8 @@ def _key_list(console: Console, plan: Plan, action: Action, title: str, limit: i
         for key in shown["key"].to_pylist():
             table.add_row(key)
     console.print(table)
-    if rows.num_rows > limit:
-        console.print(f"  … and {rows.num_rows - limit:,} more (all of them in --json / --out)")
+    if total > limit:
+        console.print(f"  … and {total - limit:,} more (all of them in --json / --out)")
 
 
 def render_apply(console: Console, result: ApplyResult) -> None:
