@@ -80,18 +80,6 @@ class Diff:
     snapshot_fingerprint: str
 
 
-def canonical_sql_type(kind: FieldType) -> str:
-    """The DuckDB type a field's values are compared in."""
-    return {
-        FieldType.TEXT: "VARCHAR",
-        FieldType.BOOLEAN: "BOOLEAN",
-        FieldType.DATE: "DATE",
-        FieldType.DATETIME: "TIMESTAMPTZ",
-        FieldType.INTEGER: "BIGINT",
-        FieldType.NUMBER: "DOUBLE",
-    }[kind]
-
-
 def normalize(expr: str, input_type: str, spec: FieldSpec, caps: Capabilities) -> str:
     """SQL turning ``expr`` (of DuckDB type ``input_type``) into the field's canonical value.
 

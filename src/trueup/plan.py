@@ -20,18 +20,9 @@ import pyarrow.compute as pc
 
 from trueup.diff import BEFORE, Action, Diff
 from trueup.errors import PlanError
-from trueup.schema import FieldType
+from trueup.schema import ARROW_TYPES, FieldType
 
 FORMAT = "trueup.plan/1"
-
-ARROW_TYPES: Mapping[FieldType, pa.DataType] = {
-    FieldType.TEXT: pa.string(),
-    FieldType.BOOLEAN: pa.bool_(),
-    FieldType.DATE: pa.date32(),
-    FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
-    FieldType.INTEGER: pa.int64(),
-    FieldType.NUMBER: pa.float64(),
-}
 
 
 @dataclass(frozen=True)

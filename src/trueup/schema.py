@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import pyarrow as pa
+
 from trueup.errors import DestinationSchemaError
 
 
@@ -22,6 +24,27 @@ class FieldType(StrEnum):
     DATETIME = "datetime"
     INTEGER = "integer"
     NUMBER = "number"
+
+
+ARROW_TYPES: Mapping[FieldType, pa.DataType] = {
+    FieldType.TEXT: pa.string(),
+    FieldType.BOOLEAN: pa.bool_(),
+    FieldType.DATE: pa.date32(),
+    FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
+    FieldType.INTEGER: pa.int64(),
+    FieldType.NUMBER: pa.float64(),
+}
+"""The canonical Arrow type of each field type: what snapshots, plans and writes carry."""
+
+DUCKDB_TYPES: Mapping[FieldType, str] = {
+    FieldType.TEXT: "VARCHAR",
+    FieldType.BOOLEAN: "BOOLEAN",
+    FieldType.DATE: "DATE",
+    FieldType.DATETIME: "TIMESTAMPTZ",
+    FieldType.INTEGER: "BIGINT",
+    FieldType.NUMBER: "DOUBLE",
+}
+"""The DuckDB type of each field type (the diff compares values in these types)."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ sqlite     string      int64     string  string (ISO-8601)   int64    float64
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +55,7 @@ from trueup.destinations.sql_backend import (
 )
 from trueup.destinations.sql_duckdb import DuckDBTable
 from trueup.errors import ConfigError, DestinationSchemaError, FatalDestinationError
-from trueup.schema import DestinationSchema, FieldSpec, FieldType
+from trueup.schema import DUCKDB_TYPES, DestinationSchema, FieldSpec, FieldType
 from trueup.sqltext import quote_ident
 
 _CAPABILITIES = Capabilities(
@@ -65,7 +65,7 @@ _CAPABILITIES = Capabilities(
     empty_text_is_null=False,
     reports_created=True,
 )
-_DDL: dict[str, dict[FieldType, str]] = {
+_DDL: dict[str, Mapping[FieldType, str]] = {
     "postgresql": {
         FieldType.TEXT: "TEXT",
         FieldType.BOOLEAN: "BOOLEAN",
@@ -82,14 +82,7 @@ _DDL: dict[str, dict[FieldType, str]] = {
         FieldType.INTEGER: "INTEGER",
         FieldType.NUMBER: "REAL",
     },
-    "duckdb": {
-        FieldType.TEXT: "VARCHAR",
-        FieldType.BOOLEAN: "BOOLEAN",
-        FieldType.DATE: "DATE",
-        FieldType.DATETIME: "TIMESTAMPTZ",
-        FieldType.INTEGER: "BIGINT",
-        FieldType.NUMBER: "DOUBLE",
-    },
+    "duckdb": DUCKDB_TYPES,
 }
 
 

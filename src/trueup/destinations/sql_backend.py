@@ -17,16 +17,9 @@ import pyarrow as pa
 
 from trueup.destinations.base import Operation, OutcomeStatus
 from trueup.errors import DestinationSchemaError
-from trueup.schema import DestinationSchema, FieldType
+from trueup.schema import ARROW_TYPES, DestinationSchema, FieldType
 
-CANONICAL_ARROW: dict[FieldType, pa.DataType] = {
-    FieldType.TEXT: pa.string(),
-    FieldType.BOOLEAN: pa.bool_(),
-    FieldType.DATE: pa.date32(),
-    FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
-    FieldType.INTEGER: pa.int64(),
-    FieldType.NUMBER: pa.float64(),
-}
+CANONICAL_ARROW = ARROW_TYPES  # what every SQL backend returns from a snapshot
 
 _INTEGER_NAMES = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "HUGEINT", "INT1", "INT2", "INT4", "INT8"}

@@ -37,17 +37,10 @@ from trueup.errors import (
     FatalDestinationError,
     TransientDestinationError,
 )
-from trueup.schema import DestinationSchema, FieldSpec, FieldType
+from trueup.schema import DUCKDB_TYPES, DestinationSchema, FieldSpec
 from trueup.sqltext import quote_ident, quote_literal
 
-_CAST = {
-    FieldType.TEXT: "VARCHAR",
-    FieldType.BOOLEAN: "BOOLEAN",
-    FieldType.DATE: "DATE",
-    FieldType.DATETIME: "TIMESTAMPTZ",
-    FieldType.INTEGER: "BIGINT",
-    FieldType.NUMBER: "DOUBLE",
-}
+_CAST = DUCKDB_TYPES
 _CATALOG_FILTER = (
     "database_name = current_database() AND schema_name = coalesce($schema, current_schema()) "
     "AND table_name = $table"
