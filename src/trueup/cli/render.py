@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -150,45 +151,58 @@ def _sample(keys: tuple[str, ...]) -> str:
 
 def render_runs(console: Console, runs: list[RunSummary]) -> None:
     """One line per run, newest first."""
-    table = Table(title="Runs", title_justify="left")
-    for column in (
-        "id",
-        "started",
-        "command",
-        "status",
-        "destination",
-        "created",
-        "updated",
-        "failed",
-        "skipped",
-    ):
-        table.add_column(column)
+    if not runs:
+        console.print("No runs yet.")
+        return
+    table = Table(
+        title="Runs (started, UTC)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("command", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in OUTCOME_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True)
     for run in runs:
         table.add_row(
             str(run.id),
-            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            run.started_at.strftime("%b %d %H:%M"),
             run.command,
             run.status.value,
-            run.destination,
-            *(f"{run.counts.get(k, 0):,}" for k in ("created", "updated", "failed", "skipped")),
+            *(f"{run.counts.get(k, 0):,}" for k in OUTCOME_COLUMNS),
         )
-    console.print(table if runs else "No runs yet.")
+    console.print(table)
+
+
+OUTCOME_COLUMNS = ("created", "updated", "failed", "skipped")
 
 
 def render_run(console: Console, detail: RunDetail) -> None:
     """One run: outcome counts, plan counts, failures by code and the failed records."""
     run = detail.summary
     console.print(f"Run {run.id}: {run.command} → {run.destination}, {run.status.value}")
-    ended = run.finished_at.isoformat() if run.finished_at else "not finished"
-    console.print(f"  started {run.started_at.isoformat()}, finished {ended}")
+    ended = run.finished_at.isoformat(timespec="seconds") if run.finished_at else "not finished"
+    console.print(f"  started {run.started_at.isoformat(timespec='seconds')}")
+    console.print(f"  finished {ended}")
     console.print(f"  plan {run.plan_fingerprint}, config {run.config_fingerprint}")
     if detail.message:
         console.print(f"  {detail.message}")
-    table = Table(title="Counts", title_justify="left")
-    table.add_column("what")
+    table = Table(title="Plan and outcomes", title_justify="left")
+    table.add_column("planned")
     table.add_column("records", justify="right")
-    for name, n in sorted(run.counts.items()):
-        table.add_row(name, f"{n:,}")
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    planned = [(k.removeprefix("plan."), n) for k, n in run.counts.items() if k.startswith("plan.")]
+    outcomes = [(k, run.counts.get(k, 0)) for k in OUTCOME_COLUMNS]
+    for i in range(max(len(planned), len(outcomes))):
+        left = planned[i] if i < len(planned) else ("", None)
+        right = outcomes[i] if i < len(outcomes) else ("", None)
+        table.add_row(
+            left[0].replace("_", " "),
+            "" if left[1] is None else f"{left[1]:,}",
+            right[0],
+            "" if right[1] is None else f"{right[1]:,}",
+        )
     console.print(table)
     for code, n in sorted(detail.error_codes.items(), key=lambda item: -item[1]):
         console.print(f"  failed with {code}: {n:,}")
