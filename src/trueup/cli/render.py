@@ -43,9 +43,14 @@ def show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def _titled(title: str) -> Table:
+    """A table whose title sits on one line above it, however narrow its columns are."""
+    return Table(title=title, title_justify="left", min_width=len(title))
+
+
 def render_plan(console: Console, plan: Plan, *, sample: int = SAMPLE) -> None:
     """Summary table by action, per-field change counts, a sample of changes, invalid records."""
-    counts = Table(title=f"Plan for {plan.destination}", title_justify="left")
+    counts = _titled(f"Plan for {plan.destination}")
     counts.add_column("action")
     counts.add_column("records", justify="right")
     for action, label in ACTION_LABELS.items():
@@ -54,7 +59,7 @@ def render_plan(console: Console, plan: Plan, *, sample: int = SAMPLE) -> None:
 
     changed = {f: n for f, n in plan.field_changes.items() if n}
     if changed:
-        fields = Table(title="Field changes (creates and updates)", title_justify="left")
+        fields = _titled("Field changes (creates and updates)")
         fields.add_column("field")
         fields.add_column("records", justify="right")
         for name, n in sorted(changed.items(), key=lambda item: (-item[1], item[0])):
@@ -63,7 +68,7 @@ def render_plan(console: Console, plan: Plan, *, sample: int = SAMPLE) -> None:
 
     updates = plan.sample(Action.UPDATE, sample)
     if updates.num_rows:
-        table = Table(title=f"Sample of updates (first {updates.num_rows})", title_justify="left")
+        table = _titled(f"Sample of updates (first {updates.num_rows})")
         for column in ("key", "field", "before", "after"):
             table.add_column(column)
         for row in updates.to_pylist():
@@ -82,7 +87,7 @@ def _key_list(console: Console, plan: Plan, action: Action, title: str, limit: i
     if not total:
         return
     shown = plan.sample(action, limit)
-    table = Table(title=f"{title}: {total:,}", title_justify="left")
+    table = _titled(f"{title}: {total:,}")
     table.add_column("key")
     if action is Action.INVALID:
         table.add_column("reason")
@@ -98,7 +103,7 @@ def _key_list(console: Console, plan: Plan, action: Action, title: str, limit: i
 
 def render_apply(console: Console, result: ApplyResult) -> None:
     """Outcome counts as the destination reported them, and failures by error code."""
-    table = Table(title=f"Run {result.run_id}: {result.status.value}", title_justify="left")
+    table = _titled(f"Run {result.run_id}: {result.status.value}")
     table.add_column("outcome")
     table.add_column("records", justify="right")
     table.add_row("processed", f"{result.processed:,}")
@@ -120,7 +125,7 @@ def render_check(console: Console, report: CheckReport, *, min_accuracy: float) 
         f"({report.agreeing:,} of {report.compared:,} source records agree; "
         f"required {min_accuracy:g}%)"
     )
-    table = Table(title="Field agreement (records on both sides)", title_justify="left")
+    table = _titled("Field agreement (records on both sides)")
     table.add_column("field")
     table.add_column("agree", justify="right")
     table.add_column("differ", justify="right")
@@ -154,9 +159,8 @@ def render_runs(console: Console, runs: list[RunSummary]) -> None:
     if not runs:
         console.print("No runs yet.")
         return
-    table = Table(
-        title="Runs (started, UTC)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
-    )
+    table = _titled("Runs (started, UTC)")
+    table.box, table.pad_edge = box.SIMPLE_HEAD, False
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("started", no_wrap=True)
     table.add_column("command", no_wrap=True)
@@ -187,7 +191,7 @@ def render_run(console: Console, detail: RunDetail) -> None:
     console.print(f"  plan {run.plan_fingerprint}, config {run.config_fingerprint}")
     if detail.message:
         console.print(f"  {detail.message}")
-    table = Table(title="Plan and outcomes", title_justify="left")
+    table = _titled("Plan and outcomes")
     table.add_column("planned")
     table.add_column("records", justify="right")
     table.add_column("outcome")
@@ -207,7 +211,7 @@ def render_run(console: Console, detail: RunDetail) -> None:
     for code, n in sorted(detail.error_codes.items(), key=lambda item: -item[1]):
         console.print(f"  failed with {code}: {n:,}")
     if detail.failures:
-        failures = Table(title="Failed records", title_justify="left")
+        failures = _titled("Failed records")
         for column in ("key", "batch", "code", "message"):
             failures.add_column(column)
         for outcome in detail.failures[:50]:
