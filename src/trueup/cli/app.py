@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import traceback
 from importlib import resources
@@ -18,7 +19,7 @@ from trueup.check import run_check
 from trueup.cli import render
 from trueup.config import LoadedConfig, load_config
 from trueup.destinations import open_destination
-from trueup.errors import CheckFailed, ErrorRateExceeded, PlanError, TrueupError
+from trueup.errors import CheckFailed, ConfigError, ErrorRateExceeded, PlanError, TrueupError
 from trueup.pipeline import ensure_fresh, make_plan
 from trueup.plan import Plan
 from trueup.store import RunStatus, RunStore
@@ -250,6 +251,84 @@ def demo(
     from trueup.cli.demo import run_demo
 
     run_demo(out, err, directory=directory, properties=properties, seed=seed)
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8443,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    http: Annotated[bool, typer.Option("--http", help="Plain HTTP instead of HTTPS.")] = False,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Keep the org's records in this SQLite file.")
+    ] = None,
+    faults: Annotated[
+        Path | None, typer.Option("--faults", help="Fault plan (YAML or JSON) to inject.")
+    ] = None,
+    page_size: Annotated[int, typer.Option(help="Records per query page.")] = 2000,
+    api_limit: Annotated[int, typer.Option(help="Daily API request allocation.")] = 15000,
+    realistic_bulk: Annotated[
+        bool, typer.Option("--realistic-bulk", help="Bulk jobs take time, one batch a second.")
+    ] = False,
+    ca_out: Annotated[
+        Path | None, typer.Option("--ca-out", help="Write the CA certificate (PEM) here.")
+    ] = None,
+    token_ttl: Annotated[
+        float, typer.Option(help="Seconds a session lives without use before it expires.")
+    ] = 7200.0,
+    jwt_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--jwt-key", help="Public key or certificate (PEM) that JWT bearer logins must match."
+        ),
+    ] = None,
+) -> None:
+    """Start the local Salesforce-compatible sandbox and serve it until Ctrl-C."""
+    from trueup.sandbox.faults import FaultPlan
+    from trueup.sandbox.server import Sandbox, serve_forever
+
+    plan = FaultPlan.none()
+    if faults is not None:
+        try:
+            plan = FaultPlan.load(faults)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    key = None
+    if jwt_key is not None:
+        try:
+            key = jwt_key.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the JWT key: {exc.strerror}", file=str(jwt_key)
+            ) from None
+
+    def ready(running: Sandbox) -> None:
+        for line in render.sandbox_banner(running, plan.describe()):
+            out.print(line, soft_wrap=True, highlight=False, markup=False)
+        sys.stdout.flush()
+
+    try:
+        serve_forever(
+            ready,
+            host=host,
+            port=port,
+            http=http,
+            data=data,
+            faults=plan,
+            page_size=page_size,
+            api_limit=api_limit,
+            realistic_bulk=realistic_bulk,
+            ca_out=ca_out,
+            token_ttl=token_ttl,
+            jwt_public_key=key,
+        )
+    except sqlite3.Error as exc:
+        raise ConfigError(
+            f"cannot use it as the sandbox's data file: {exc}", file=str(data)
+        ) from None
+    except OSError as exc:
+        raise TrueupError(f"cannot serve the sandbox on {host}:{port}: {exc.strerror}") from None
+    out.print("sandbox stopped")
 
 
 def main() -> None:

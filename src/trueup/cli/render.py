@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -19,6 +19,9 @@ from trueup.diff import Action
 from trueup.plan import Plan
 from trueup.progress import ProgressEvent
 from trueup.store import RunDetail, RunSummary
+
+if TYPE_CHECKING:
+    from trueup.sandbox.server import Sandbox
 
 ACTION_LABELS = {
     Action.CREATE: "create",
@@ -241,3 +244,34 @@ def progress_bar(console: Console) -> Iterator[Any]:
             bar.update(tasks[event.stage], completed=event.done, total=event.total)
 
         yield report
+
+
+def sandbox_banner(sandbox: Sandbox, faults: list[str]) -> list[str]:
+    """What ``trueup sandbox`` prints once it serves: credentials and commands to paste."""
+    from shlex import quote
+
+    version = "59.0"
+    url, token = sandbox.url, sandbox.access_token
+    ca = f"--cacert {quote(str(sandbox.ca_path))} " if sandbox.ca_path else ""
+    auth = quote(f"Authorization: Bearer {token}")
+    query = quote(f"{url}/services/data/v{version}/query/?q=SELECT+Id,Name+FROM+Property__c")
+    lines = [
+        "trueup sandbox: a local Salesforce-compatible API",
+        f"  instance URL:   {url}",
+        f"  client id:      {sandbox.client_id}",
+        f"  client secret:  {sandbox.client_secret}",
+        f"  username:       {sandbox.state.auth.username} (password flow; password "
+        f"{sandbox.state.auth.password!r})",
+        f"  access token:   {token}",
+        f"  CA certificate: {sandbox.ca_path if sandbox.ca_path else '(plain HTTP)'}",
+        f"  faults:         {'none' if not faults else faults[0]}",
+        *(f"                  {line}" for line in faults[1:]),
+        "Try it:",
+        f"  curl {ca}-H {auth} {url}/services/data/v{version}/limits/",
+        f"  curl {ca}-H {auth} {query}",
+        f"  curl {ca}{url}/services/oauth2/token -d grant_type=client_credentials "
+        f"-d client_id={quote(sandbox.client_id)} -d client_secret={quote(sandbox.client_secret)}",
+        f"  requests seen: curl {ca}{url}/__sandbox/requests",
+        "Serving until Ctrl-C.",
+    ]
+    return lines
