@@ -472,6 +472,43 @@ def test_fault_503_and_429_with_retry_after(sandbox_factory: Any) -> None:
     assert log[0] == (f"{V}/sobjects/", 503, "503")
 
 
+def test_record_faults_lock_and_validation_over_the_wire(sandbox_factory: Any) -> None:
+    sandbox = sandbox_factory(
+        faults={
+            "records": [
+                {
+                    "type": "lock",
+                    "object": OBJ,
+                    "keys": {"field": EXT, "values": ["locked"]},
+                    "times": 1,
+                },
+                {
+                    "type": "validation",
+                    "object": OBJ,
+                    "when": {"field": "Name", "equals": "Bad Name"},
+                    "message": "Name is not allowed",
+                },
+            ]
+        }
+    )
+    body = {
+        "allOrNone": False,
+        "records": [record("locked"), record("bad", Name="Bad Name"), record("fine")],
+    }
+    path = f"{V}/composite/sobjects/{OBJ}/{EXT}"
+    with client(sandbox) as http:
+        first = http.patch(path, json=body).json()
+        second = http.patch(path, json={"allOrNone": False, "records": [record("locked")]}).json()
+    assert [r["success"] for r in first] == [False, False, True]
+    assert first[0]["errors"][0]["statusCode"] == "UNABLE_TO_LOCK_ROW"
+    assert first[1]["errors"][0] == {
+        "statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "message": "Name is not allowed",
+        "fields": ["Name"],
+    }
+    assert second[0]["success"] is True and second[0]["created"] is True  # the lock was transient
+
+
 def test_fault_delay_slows_the_answer(sandbox_factory: Any) -> None:
     sandbox = sandbox_factory(
         faults={"http": [{"match": "GET /services/data/*/limits*", "delay": 0.4}]}
