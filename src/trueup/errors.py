@@ -54,7 +54,14 @@ class DestinationError(TrueupError):
 
 
 class TransientDestinationError(DestinationError):
-    """A destination failure worth retrying (429, 5xx, lock errors, timeouts)."""
+    """A destination failure worth retrying (429, 5xx, lock errors, timeouts).
+
+    ``retry_after`` is the wait the destination asked for (seconds), when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class FatalDestinationError(DestinationError):
