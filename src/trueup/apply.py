@@ -85,8 +85,13 @@ def apply_plan(
     retry: RetryPolicy = RetryPolicy(),
     progress: ProgressCallback = no_progress,
 ) -> ApplyResult:
-    """Send the plan's creates and updates in batches; record every outcome in the run store."""
-    size = max(1, min(batch_size, destination.capabilities.max_batch_size))
+    """Send the plan's creates and updates in batches; record every outcome in the run store.
+
+    Records per write: the destination's ``write_size`` when it has one, else ``batch_size``;
+    never more than its ``max_batch_size``.
+    """
+    caps = destination.capabilities
+    size = max(1, min(caps.write_size or batch_size, caps.max_batch_size))
     run_id = store.start_run(
         command=command,
         destination=plan.destination,

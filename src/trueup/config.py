@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -29,38 +28,15 @@ from pydantic import (
     model_validator,
 )
 
+from trueup.config_fields import BatchSize, Identifier, Section, between
+from trueup.config_salesforce import SalesforceDestinationConfig as SalesforceDestinationConfig
 from trueup.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _between(lo: float, hi: float) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if not lo <= value <= hi:
-            lo_s, hi_s = (f"{x:g}" for x in (lo, hi))
-            raise ValueError(f"must be between {lo_s} and {hi_s}")
-        return value
-
-    return check
-
-
-def _identifier(value: str) -> str:
-    if not _IDENT.match(value):
-        raise ValueError("must be a plain identifier (letters, digits, underscore)")
-    return value
-
-
-Identifier = Annotated[str, AfterValidator(_identifier)]
-BatchSize = Annotated[int, AfterValidator(_between(1, 10000))]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --- sources -------------------------------------------------------------------------------------
-class PostgresSourceConfig(_Section):
+class PostgresSourceConfig(Section):
     """A PostgreSQL database, by SQLAlchemy-style URL (postgresql://user@host:5432/db)."""
 
     kind: Literal["postgres"]
@@ -68,21 +44,21 @@ class PostgresSourceConfig(_Section):
     fetch_size: BatchSize = 5000
 
 
-class DuckDBSourceConfig(_Section):
+class DuckDBSourceConfig(Section):
     """A DuckDB database file, opened read-only."""
 
     kind: Literal["duckdb"]
     path: str
 
 
-class SQLiteSourceConfig(_Section):
+class SQLiteSourceConfig(Section):
     """A SQLite database file."""
 
     kind: Literal["sqlite"]
     path: str
 
 
-class FilesSourceConfig(_Section):
+class FilesSourceConfig(Section):
     """CSV and Parquet files, each exposed as a table: ``tables: {name: path-or-glob}``."""
 
     kind: Literal["files"]
@@ -96,7 +72,7 @@ SourceConfig = Annotated[
 
 
 # --- models --------------------------------------------------------------------------------------
-class SqlModelConfig(_Section):
+class SqlModelConfig(Section):
     """A model that is a query or a table of the source, one row per destination record."""
 
     kind: Literal["sql"]
@@ -110,7 +86,7 @@ class SqlModelConfig(_Section):
         return self
 
 
-class FeaturesModelConfig(_Section):
+class FeaturesModelConfig(Section):
     """The long→wide features pivot with many-to-one grouping (DESIGN.md §1).
 
     Output columns: key, member_id, member_name, group_id, is_multi_member, member_count and, per
@@ -143,7 +119,7 @@ ModelConfig = Annotated[SqlModelConfig | FeaturesModelConfig, Field(discriminato
 
 
 # --- destinations --------------------------------------------------------------------------------
-class SqlDestinationConfig(_Section):
+class SqlDestinationConfig(Section):
     """A table in PostgreSQL (postgresql://), SQLite (sqlite:///file) or DuckDB (duckdb:///file)."""
 
     kind: Literal["sql"]
@@ -155,7 +131,7 @@ class SqlDestinationConfig(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class CsvDestinationConfig(_Section):
+class CsvDestinationConfig(Section):
     """A directory of CSV batch files; its snapshot replays them in order (export destination)."""
 
     kind: Literal["csv"]
@@ -167,26 +143,27 @@ class CsvDestinationConfig(_Section):
 
 
 DestinationConfig = Annotated[
-    SqlDestinationConfig | CsvDestinationConfig, Field(discriminator="kind")
+    SqlDestinationConfig | CsvDestinationConfig | SalesforceDestinationConfig,
+    Field(discriminator="kind"),
 ]
 
 
 # --- guards and store ----------------------------------------------------------------------------
-class GuardsConfig(_Section):
+class GuardsConfig(Section):
     """Limits a plan or a run must stay within."""
 
-    max_error_rate: Annotated[float, AfterValidator(_between(0, 1))] = 0.05
-    min_error_sample: Annotated[int, AfterValidator(_between(1, 1_000_000))] = 20
-    min_accuracy: Annotated[float, AfterValidator(_between(0, 100))] = 100.0
+    max_error_rate: Annotated[float, AfterValidator(between(0, 1))] = 0.05
+    min_error_sample: Annotated[int, AfterValidator(between(1, 1_000_000))] = 20
+    min_accuracy: Annotated[float, AfterValidator(between(0, 100))] = 100.0
 
 
-class StoreConfig(_Section):
+class StoreConfig(Section):
     """Where runs, outcomes and before-images are kept (sqlite:///file or postgresql://...)."""
 
     url: SecretStr = SecretStr("sqlite:///.trueup/state.db")
 
 
-class Config(_Section):
+class Config(Section):
     """A whole trueup.yml."""
 
     version: Literal[1] = 1
@@ -229,7 +206,9 @@ class Config(_Section):
 
 def _reveal(value: Any) -> Any:
     if isinstance(value, SecretStr):
-        return redact_url(value.get_secret_value())
+        secret = value.get_secret_value()
+        # A URL means what it points at; a token or password means nothing to the sync.
+        return redact_url(secret) if "://" in secret else "***"
     if isinstance(value, dict):
         return {k: _reveal(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -322,9 +301,12 @@ def _error_path(raw: Any, loc: tuple[str | int, ...]) -> str:
     """The dotted path of an error, without the union tags pydantic inserts (e.g. ``sql``)."""
     kept: list[str | int] = []
     node = raw
+    tagged: Any = None  # the node whose union tag was skipped (a field may share the tag's name)
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
-        if isinstance(node, dict) and part not in node and part == node.get("kind"):
+        is_tag = isinstance(node, dict) and part not in node and part == node.get("kind")
+        if is_tag and tagged is not node:
+            tagged = node
             continue  # a union tag pydantic inserts, not a key the user wrote
         in_dict = isinstance(node, dict) and part in node
         in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)

@@ -48,9 +48,16 @@ class SourceError(TrueupError):
 
 
 class DestinationError(TrueupError):
-    """The destination failed as a whole (a rejected record is an outcome, not an error)."""
+    """The destination failed as a whole (a rejected record is an outcome, not an error).
+
+    ``body`` is the destination's parsed answer, when it gave one (e.g. Salesforce's error array).
+    """
 
     exit_code = 4
+
+    def __init__(self, message: str = "", *, body: object = None) -> None:
+        super().__init__(message)
+        self.body = body
 
 
 class TransientDestinationError(DestinationError):
@@ -59,8 +66,10 @@ class TransientDestinationError(DestinationError):
     ``retry_after`` is the wait the destination asked for (seconds), when it said.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, body: object = None
+    ) -> None:
+        super().__init__(message, body=body)
         self.retry_after = retry_after
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from trueup.config import Config, CsvDestinationConfig, LoadedConfig
+from trueup.config import Config, CsvDestinationConfig, LoadedConfig, SalesforceDestinationConfig
 from trueup.destinations import open_destination
 from trueup.destinations.base import Destination, DuckDBReadable
 from trueup.diff import Diff, diff, diff_in_duckdb, snapshot_fingerprint
@@ -31,6 +31,8 @@ def destination_name(config: Config) -> str:
     dest = config.destination
     if isinstance(dest, CsvDestinationConfig):
         return f"csv:{dest.directory}"
+    if isinstance(dest, SalesforceDestinationConfig):
+        return f"salesforce:{dest.object}"
     table = f"{dest.db_schema}.{dest.table}" if dest.db_schema else dest.table
     return f"sql:{table}"
 

@@ -16,11 +16,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from trueup.config import CsvDestinationConfig, SqlDestinationConfig
+from trueup.config import CsvDestinationConfig, SalesforceDestinationConfig, SqlDestinationConfig
 from trueup.destinations.base import Destination, Operation, OutcomeStatus, WriteBatch
 from trueup.destinations.csv import CsvDestination
+from trueup.destinations.salesforce.destination import SalesforceDestination
 from trueup.destinations.sql import SqlDestination, create_table
 from trueup.errors import DestinationSchemaError
+from trueup.sandbox.objects import SField, SObject
+from trueup.sandbox.server import Sandbox
 from trueup.schema import DestinationSchema, FieldSpec, FieldType
 
 KEY = "ext_id"
@@ -97,11 +100,59 @@ def _csv(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
     return CsvDestination(config, key_field=KEY, base_dir=tmp_path, fields=NAMES)
 
 
+_SF_TYPES = {
+    FieldType.TEXT: "string",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.DATE: "date",
+    FieldType.DATETIME: "datetime",
+    FieldType.INTEGER: "int",
+    FieldType.NUMBER: "double",
+}
+
+
+def _salesforce(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    """A sandbox org over HTTPS whose ``Suite__c`` holds FIELDS (checkboxes never null)."""
+    fields = [
+        SField("Id", "id", 18, nillable=False, createable=False, updateable=False, id_lookup=True),
+        *(
+            SField(
+                s.name,
+                _SF_TYPES[s.type],
+                s.length or (64 if s.type is FieldType.TEXT else 0),
+                nillable=s.type is not FieldType.BOOLEAN,
+                external_id=s.external_id,
+                id_lookup=s.external_id,
+                unique=s.unique,
+                custom=True,
+            )
+            for s in FIELDS
+        ),
+    ]
+    sobject = SObject("Suite__c", "a0S", {f.name: f for f in fields})
+    sandbox = Sandbox(objects={sobject.name: sobject}, page_size=2).start()
+    request.addfinalizer(sandbox.stop)
+    config = SalesforceDestinationConfig.model_validate(
+        {
+            "kind": "salesforce",
+            "object": sobject.name,
+            "ca_bundle": str(sandbox.ca_path),
+            "batch_size": 2,
+            "auth": {
+                "kind": "token",
+                "instance_url": sandbox.url,
+                "access_token": sandbox.access_token,
+            },
+        }
+    )
+    return SalesforceDestination(config, key_field=KEY, fields=NAMES, base_dir=tmp_path)
+
+
 DESTINATIONS = [
     pytest.param(_postgres, id="postgres", marks=pytest.mark.postgres),
     pytest.param(_file_database("sqlite:///dest.db"), id="sqlite"),
     pytest.param(_file_database("duckdb:///dest.duckdb"), id="duckdb"),
     pytest.param(_csv, id="csv"),
+    pytest.param(_salesforce, id="salesforce"),
 ]
 
 
@@ -154,6 +205,19 @@ def _value(value: Any, field_type: FieldType) -> Any:
     if field_type is FieldType.NUMBER:
         return float(value)
     return str(value)
+
+
+def as_stored(row: dict[str, Any], schema: DestinationSchema) -> dict[str, Any]:
+    """``row`` as a destination that cannot hold null in a field stores it: a checkbox that is
+    not nullable (Salesforce) holds false, which the diff treats as equal to null."""
+    return {
+        name: False
+        if value is None
+        and schema.field(name).type is FieldType.BOOLEAN
+        and not schema.field(name).nullable
+        else value
+        for name, value in row.items()
+    }
 
 
 def state(destination: Destination) -> dict[str, dict[str, Any]]:
@@ -239,9 +303,10 @@ def test_nulls_round_trip(destination: Destination) -> None:
     destination.write(batch([ROWS[0], {KEY: "n-0"}]))
     cleared = {KEY: "a-1", "active": None, "start_date": None, "seen_at": None, "quantity": None}
     destination.write(batch([cleared], columns=list(cleared)))
-    held = state(destination)
-    assert held["n-0"] == {name: ("n-0" if name == KEY else None) for name in NAMES}
-    assert held["a-1"] == {**cleared, "name": "Alpha"}
+    held, schema = state(destination), destination.describe()
+    empty = {name: ("n-0" if name == KEY else None) for name in NAMES}
+    assert held["n-0"] == as_stored(empty, schema)
+    assert held["a-1"] == as_stored({**cleared, "name": "Alpha"}, schema)
 
 
 def test_an_empty_batch_writes_nothing(destination: Destination) -> None:

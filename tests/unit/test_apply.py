@@ -48,10 +48,11 @@ class FakeDestination(Destination):
         self.reject: set[str] = set()  # keys answered FAILED
         self.batches: list[list[str]] = []
         self.images_seen: list[int] = []
+        self.caps = Capabilities(max_batch_size=3)
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(max_batch_size=3)
+        return self.caps
 
     def describe(self) -> DestinationSchema:
         return SCHEMA
@@ -140,6 +141,14 @@ def test_batches_outcomes_and_before_images_in_order(store: RunStore) -> None:
     detail = store.get_run(result.run_id)
     assert detail.summary.counts["created"] == 6
     assert detail.summary.counts["skipped"] == 1
+
+
+def test_a_destination_write_size_wins_over_the_batch_size(store: RunStore) -> None:
+    fake = FakeDestination(store, {})
+    fake.caps = Capabilities(max_batch_size=4, write_size=4)
+    plan = make_plan(fake, source(7))
+    apply_plan(plan, fake, store, batch_size=2, guards=GuardsConfig(), retry=FAST)
+    assert [len(b) for b in fake.batches] == [4, 3]
 
 
 def test_transient_failures_are_retried_and_nothing_is_sent_twice(store: RunStore) -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from trueup.config import CsvDestinationConfig, LoadedConfig, SqlDestinationConfig
+from trueup.config import (
+    CsvDestinationConfig,
+    LoadedConfig,
+    SalesforceDestinationConfig,
+    SqlDestinationConfig,
+)
 from trueup.destinations.base import Destination
 
 __all__ = ["open_destination"]
@@ -28,5 +33,15 @@ def open_destination(loaded: LoadedConfig) -> Destination:
             key_field=config.key_field,
             base_dir=base_dir,
             fields=list(config.mapping.values()),
+        )
+    if isinstance(destination, SalesforceDestinationConfig):
+        from trueup.destinations.salesforce.destination import SalesforceDestination
+
+        return SalesforceDestination(
+            destination,
+            key_field=config.key_field,
+            fields=list(config.mapping.values()),
+            base_dir=base_dir,
+            config_file=str(loaded.path),
         )
     assert_never(destination)

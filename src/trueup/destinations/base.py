@@ -40,6 +40,9 @@ class Capabilities:
     trims_text: bool = False  # stores text without leading/trailing whitespace
     empty_text_is_null: bool = False  # stores '' as null
     reports_created: bool = True  # tells created from updated per record
+    # Records per write call the destination prefers (Salesforce: request size times requests
+    # in flight); when set, apply sends this many instead of the config's batch_size.
+    write_size: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,209 @@
+"""A Salesforce object as a destination: described live, read with SOQL, upserted by External ID.
+
+- ``describe`` reads the object's describe once and runs the pre-flight on the mapped fields, so
+  every problem with the mapping is reported at once, before anything is read or written.
+- ``snapshot`` runs ``SELECT <fields> FROM <object>`` (names checked against describe, never taken
+  from anywhere else), follows every page and returns canonical Arrow types: dates as date32,
+  dateTimes as timestamp[us, UTC], checkboxes as bool. A record without a key value cannot be
+  matched to the source: it is left out and counted in ``unkeyed``.
+- ``write`` turns the batch into JSON values (dates ``YYYY-MM-DD``, dateTimes ``...T...sssZ``, null
+  clears a field) and hands them to the sObject Collections writer; a key that appears twice in a
+  batch goes in a later request, so the second write updates what the first created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from trueup.config_salesforce import SalesforceDestinationConfig
+from trueup.destinations.base import (
+    BatchResult,
+    Capabilities,
+    Destination,
+    Operation,
+    OutcomeStatus,
+    RecordOutcome,
+    WriteBatch,
+)
+from trueup.destinations.salesforce.client import SalesforceClient
+from trueup.destinations.salesforce.collections import CollectionsWriter
+from trueup.destinations.salesforce.schema import (
+    SObjectDescription,
+    describe_to_schema,
+    preflight,
+)
+from trueup.errors import DestinationSchemaError, FatalDestinationError
+from trueup.schema import ARROW_TYPES, DestinationSchema, FieldType
+
+
+class SalesforceDestination(Destination):
+    """One Salesforce object, upserted through sObject Collections by an External ID field."""
+
+    def __init__(
+        self,
+        config: SalesforceDestinationConfig,
+        *,
+        key_field: str,
+        fields: Sequence[str],
+        base_dir: Path,
+        config_file: str | None = None,
+        client: SalesforceClient | None = None,
+    ) -> None:
+        self._config = config
+        self._key_field = key_field
+        self._fields = tuple(fields)
+        self._config_file = config_file
+        self.client = client or SalesforceClient(config, base_dir=base_dir)
+        self._writer = CollectionsWriter(
+            self.client,
+            config.object,
+            key_field,
+            batch_size=config.batch_size,
+            concurrency=config.concurrency,
+        )
+        self._description: SObjectDescription | None = None
+        self.unkeyed = 0  # records of the last snapshot without a key value (not returned)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Upsert only; Salesforce trims text and stores '' as null; created is its own answer."""
+        per_write = self._config.batch_size * self._config.concurrency
+        return Capabilities(
+            max_batch_size=per_write,
+            operations=frozenset({Operation.UPSERT}),
+            trims_text=True,
+            empty_text_is_null=True,
+            reports_created=True,
+            write_size=per_write,
+        )
+
+    def describe(self) -> DestinationSchema:
+        """The object's fields from Salesforce's describe (read once), after the pre-flight."""
+        if self._description is None:
+            try:
+                raw = self.client.describe(self._config.object)
+            except FatalDestinationError as exc:
+                if "NOT_FOUND" not in str(exc) and "INVALID_TYPE" not in str(exc):
+                    raise
+                raise DestinationSchemaError(
+                    f"Salesforce has no object {self._config.object} (or this user cannot see it)"
+                ) from exc
+            description = describe_to_schema(raw)
+            preflight(
+                description,
+                self._fields,
+                self._key_field,
+                operation=Operation.UPSERT,
+                file=self._config_file,
+            )
+            self._description = description
+        return self._description.schema
+
+    def snapshot(self, fields: Sequence[str]) -> pa.Table:
+        """Every record of the object that has a key value: ``fields``, in canonical types."""
+        schema = self.describe()
+        specs = [schema.field(name) for name in fields]  # DestinationSchemaError for unknown
+        key = schema.field(self._key_field)
+        # Names below come from describe, not from the caller: nothing unvalidated enters SOQL.
+        selected = list(dict.fromkeys([key.name, *(s.name for s in specs)]))
+        soql = f"SELECT {', '.join(selected)} FROM {schema.object_name}"
+        columns: dict[str, list[Any]] = {name: [] for name in selected}
+        unkeyed = 0
+        for record in self.client.query(soql):
+            if record.get(key.name) in (None, ""):
+                unkeyed += 1
+                continue
+            for name in selected:
+                columns[name].append(record.get(name))
+        self.unkeyed = unkeyed
+        arrays = [_arrow(columns[s.name], s.type) for s in specs]
+        return pa.Table.from_arrays(arrays, names=[s.name for s in specs])
+
+    def write(self, batch: WriteBatch) -> BatchResult:
+        """Upsert the batch by its key field; one outcome per record, in order."""
+        if batch.operation is not Operation.UPSERT:
+            raise FatalDestinationError(
+                f"the Salesforce destination writes by upsert, not {batch.operation.value}"
+            )
+        schema = self.describe()
+        key = batch.key_field
+        for name in batch.records.column_names:
+            schema.field(name)
+        records = [_json_record(row) for row in batch.records.to_pylist()]
+        outcomes: list[RecordOutcome | None] = [None] * len(records)
+        rounds: list[list[int]] = []
+        seen: Counter[str] = Counter()
+        for index, record in enumerate(records):
+            value = record.get(key)
+            if value is None or value == "":
+                outcomes[index] = RecordOutcome(
+                    "", OutcomeStatus.FAILED, "MISSING_KEY", f"record has no {key}", (key,)
+                )
+                continue
+            # Salesforce refuses one key twice in a request (DUPLICATE_VALUE): later repeats wait
+            # for a later request, in order. External IDs match without regard to case.
+            folded = str(value).casefold()
+            if seen[folded] == len(rounds):
+                rounds.append([])
+            rounds[seen[folded]].append(index)
+            seen[folded] += 1
+        for places in rounds:
+            answers = self._writer.upsert([records[i] for i in places])
+            for place, answer in zip(places, answers, strict=True):
+                outcomes[place] = answer
+        return BatchResult(tuple(o for o in outcomes if o is not None))
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.client.close()
+
+
+# -- values --------------------------------------------------------------------------------------
+
+
+def _datetime(value: Any) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(str(value))
+    aware = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return aware.astimezone(dt.UTC)
+
+
+_FROM_JSON: dict[FieldType, Callable[[Any], Any]] = {
+    FieldType.TEXT: str,
+    FieldType.BOOLEAN: bool,
+    FieldType.DATE: lambda v: dt.date.fromisoformat(str(v)[:10]),
+    FieldType.DATETIME: _datetime,
+    FieldType.INTEGER: lambda v: int(float(v)) if isinstance(v, str) else int(v),
+    FieldType.NUMBER: float,
+}
+
+
+def _arrow(values: list[Any], field_type: FieldType) -> pa.Array:
+    """A column of JSON values from a query as its canonical Arrow type."""
+    convert = _FROM_JSON[field_type]
+    return pa.array(
+        [None if v is None else convert(v) for v in values], type=ARROW_TYPES[field_type]
+    )
+
+
+def _json_value(value: Any) -> Any:
+    """A canonical value as Salesforce's REST API takes it (wire spec §3.4)."""
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        utc = aware.astimezone(dt.UTC)
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_record(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: _json_value(value) for name, value in row.items()}
