@@ -29,6 +29,7 @@ from trueup.destinations.base import (
     Destination,
     Operation,
     OutcomeStatus,
+    PreparesRun,
     RecordOutcome,
     WriteBatch,
 )
@@ -87,9 +88,12 @@ def apply_plan(
 ) -> ApplyResult:
     """Send the plan's creates and updates in batches; record every outcome in the run store.
 
-    Records per write: the destination's ``write_size`` when it has one, else ``batch_size``;
-    never more than its ``max_batch_size``.
+    A destination that ``PreparesRun`` is told how many records will be sent first (Salesforce
+    picks its write path from it). Records per write: the destination's ``write_size`` when it
+    has one, else ``batch_size``; never more than its ``max_batch_size``.
     """
+    if isinstance(destination, PreparesRun):
+        destination.prepare_run(plan.write_count)
     caps = destination.capabilities
     size = max(1, min(caps.write_size or batch_size, caps.max_batch_size))
     run_id = store.start_run(

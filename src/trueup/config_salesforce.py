@@ -12,6 +12,7 @@ never sit in the file. Four ways to log in (``auth.kind``):
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
@@ -34,7 +35,21 @@ def _version(value: str) -> str:
     return value
 
 
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
 Url = Annotated[str, AfterValidator(_url)]
+
+
+class WritePath(StrEnum):
+    """How records reach Salesforce: REST sObject Collections, Bulk API 2.0, or chosen per run."""
+
+    AUTO = "auto"  # Bulk when a run sends more than ``bulk_threshold`` records, else REST
+    REST = "rest"
+    BULK = "bulk"
 
 
 class TokenAuth(Section):
@@ -95,7 +110,9 @@ SalesforceAuth = Annotated[
 
 
 class SalesforceDestinationConfig(Section):
-    """A Salesforce object, upserted by an External ID field through sObject Collections."""
+    """A Salesforce object, upserted by an External ID field through sObject Collections (REST)
+    or Bulk API 2.0: ``write_path: auto`` takes Bulk for runs above ``bulk_threshold`` records
+    (Salesforce advises Bulk above about 2,000)."""
 
     kind: Literal["salesforce"]
     object: Identifier
@@ -105,3 +122,5 @@ class SalesforceDestinationConfig(Section):
     ca_bundle: str | None = None  # PEM file of CAs to trust, relative to the config file
     batch_size: Annotated[int, AfterValidator(between(1, 200))] = 200  # records per request
     concurrency: Annotated[int, AfterValidator(between(1, 8))] = 2  # requests in flight
+    write_path: WritePath = WritePath.AUTO
+    bulk_threshold: Annotated[int, AfterValidator(_at_least_one)] = 2000  # records per run

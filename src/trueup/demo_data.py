@@ -1,11 +1,17 @@
 """Realistic, deterministic demo data for the flagship job (DESIGN.md §1), from a seeded generator.
 
-``generate_demo`` writes a SQLite product database (``properties``, ``property_features``), a SQLite
-"CRM" table ``Product_Property__c`` and the ``trueup.yml`` joining them. The CRM holds what the
-features model produces from the source, then drifted the way real CRMs drift (DESIGN.md §1, "What
-goes wrong"): records never created, hand-edited flags, the all-false sync of recent records, and
-orphans whose key left the source. A few source rows cannot be synced (names longer than ``Name``'s
-80 characters). ``DemoFiles`` says exactly how much of each was injected and the plan it implies.
+``generate_demo`` writes a SQLite product database (``properties``, ``property_features``) and the
+``trueup.yml`` syncing it to a CRM. The CRM's records are what the features model produces from the
+source, then drifted the way real CRMs drift (DESIGN.md §1, "What goes wrong"): records never
+created, hand-edited flags, the all-false sync of recent records, and orphans whose key left the
+source. A few source rows cannot be synced (names longer than ``Name``'s 80 characters).
+``DemoFiles`` says exactly how much of each was injected and the plan it implies.
+
+The CRM is either a SQLite table ``Product_Property__c`` (``crm.db``, the default: offline, used by
+the end-to-end tests) or, given a ``SandboxTarget``, a Salesforce org: then the drifted records are
+in ``DemoFiles.crm_records`` for the caller to load into the org, and ``trueup.yml`` logs in with
+client credentials read from ``TRUEUP_SANDBOX_CLIENT_ID`` / ``TRUEUP_SANDBOX_CLIENT_SECRET``
+(the file never holds a secret).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from trueup.config import load_config
+from trueup.config import parse_config
 from trueup.diff import Action
 from trueup.products import PRODUCT_FIELDS, PRODUCTS, SALESFORCE_OBJECT, TEXT_LENGTHS
 from trueup.sqltext import quote_ident
@@ -47,6 +53,8 @@ WRONG_FLAG_SHARE = 0.06  # of records: one Enabled checkbox hand-edited the wron
 ALL_FALSE_SHARE = 0.065  # of records (1,300 of 20,000): recent records synced with every flag false
 ORPHAN_SHARE = 0.015  # of records (300 of 20,000): CRM records whose key left the source
 INVALID_ROWS = 4  # properties whose names are longer than Name's 80 characters
+CLIENT_ID_VAR = "TRUEUP_SANDBOX_CLIENT_ID"  # the Salesforce demo's login, from the environment
+CLIENT_SECRET_VAR = "TRUEUP_SANDBOX_CLIENT_SECRET"
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _OFFSETS = (-4, -5, -5, -6, -6, -7, -8)  # US properties, hours from UTC
@@ -83,18 +91,28 @@ class Drift(StrEnum):
 
 
 @dataclass(frozen=True)
+class SandboxTarget:
+    """A Salesforce org for the demo's CRM: its instance URL and the CA file that signs it."""
+
+    instance_url: str
+    ca_bundle: str = "ca.pem"  # relative to the demo folder
+
+
+@dataclass(frozen=True)
 class DemoFiles:
     """What ``generate_demo`` wrote, how it drifted the CRM and the plan counts that follow."""
 
     directory: Path
     source: Path  # SQLite: properties, property_features
-    destination: Path  # DuckDB: Product_Property__c
+    destination: Path | None  # SQLite: Product_Property__c; None when the CRM is Salesforce
     config: Path  # trueup.yml
     properties: int
     records: int  # rows the features model yields (one per Salesforce record)
     invalid: int  # source records that cannot be synced (the plan's `invalid`)
     drift: Mapping[Drift, int] = field(default_factory=dict)
     expected: Mapping[Action, int] = field(default_factory=dict)  # the plan's counts
+    # The drifted CRM's records: field name → JSON value (dates YYYY-MM-DD), as an org takes them.
+    crm_records: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass
@@ -119,9 +137,18 @@ class _Feature:
 
 
 def generate_demo(
-    directory: Path, *, seed: int = 7, properties: int = 20_000, today: date | None = None
+    directory: Path,
+    *,
+    seed: int = 7,
+    properties: int = 20_000,
+    today: date | None = None,
+    salesforce: SandboxTarget | None = None,
 ) -> DemoFiles:
-    """Write source.db, crm.db and trueup.yml into ``directory`` (replacing them)."""
+    """Write source.db, trueup.yml and (without ``salesforce``) crm.db into ``directory``.
+
+    With ``salesforce`` no crm.db is written: the config points at that org, and the records to
+    load into it are ``crm_records``. Files are replaced.
+    """
     if properties < 100:
         raise ValueError("the demo needs at least 100 properties")
     rng = random.Random(seed)
@@ -132,15 +159,15 @@ def generate_demo(
     records = _model_records(props, feats)
     invalid_keys = {k for k, r in records.items() if len(r["Name"]) > TEXT_LENGTHS["Name"]}
     crm, drift = _drift(rng, records, invalid_keys, props, now)
-    source, destination, config = (
-        directory / "source.db",
-        directory / "crm.db",
-        directory / "trueup.yml",
-    )
+    source, config = directory / "source.db", directory / "trueup.yml"
+    destination = None if salesforce else directory / "crm.db"
     _write_source(source, props, feats)
-    _write_destination(destination, crm)
-    config.write_text(demo_config_text(), encoding="utf-8")
-    load_config(config)  # the demo's config must always be valid
+    if destination is not None:
+        _write_destination(destination, crm)
+    text = demo_config_text(salesforce)
+    # The demo's config must always be valid (``${VAR}`` references are checked as written).
+    parse_config(yaml.safe_load(text), file=str(config))
+    config.write_text(text, encoding="utf-8")
     updates = drift[Drift.WRONG_FLAG] + drift[Drift.ALL_FALSE]
     expected = {
         Action.CREATE: drift[Drift.MISSING],
@@ -159,6 +186,7 @@ def generate_demo(
         invalid=len(invalid_keys),
         drift=drift,
         expected=expected,
+        crm_records=tuple({k: _json_value(v) for k, v in row.items()} for row in crm),
     )
 
 
@@ -470,6 +498,10 @@ def _write_destination(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         con.close()
 
 
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
 def _sqlite_value(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
@@ -479,30 +511,53 @@ def _sqlite_value(value: Any) -> Any:
 
 
 # --- the config -----------------------------------------------------------------------------------
-def demo_config() -> dict[str, Any]:
-    """The demo's trueup.yml as data: SQLite source, features model, SQLite CRM table."""
+def demo_config(salesforce: SandboxTarget | None = None) -> dict[str, Any]:
+    """The demo's trueup.yml as data: SQLite source, features model, and a SQLite CRM table or
+    (given ``salesforce``) the org's ``Product_Property__c``, logged in with client credentials."""
+    destination: dict[str, Any] = {
+        "kind": "sql",
+        "url": "sqlite:///crm.db",
+        "table": SALESFORCE_OBJECT,
+        "batch_size": 500,
+    }
+    if salesforce is not None:
+        destination = {
+            "kind": "salesforce",
+            "object": SALESFORCE_OBJECT,
+            "auth": {
+                "kind": "client_credentials",
+                "instance_url": salesforce.instance_url,
+                "client_id": f"${{{CLIENT_ID_VAR}}}",
+                "client_secret": f"${{{CLIENT_SECRET_VAR}}}",
+            },
+            "ca_bundle": salesforce.ca_bundle,
+            "batch_size": 200,
+        }
     return {
         "version": 1,
         "source": {"kind": "sqlite", "path": "source.db"},
         "model": {"kind": "features", "products": [p.code for p in PRODUCTS]},
         "key": "key",
-        "destination": {
-            "kind": "sql",
-            "url": "sqlite:///crm.db",
-            "table": SALESFORCE_OBJECT,
-            "batch_size": 500,
-        },
+        "destination": destination,
         "mapping": dict(PRODUCT_FIELDS),
         "guards": {"max_error_rate": 0.05, "min_accuracy": 100},
         "store": {"url": "sqlite:///.trueup/state.db"},
     }
 
 
-def demo_config_text() -> str:
+def demo_config_text(salesforce: SandboxTarget | None = None) -> str:
     """The demo's trueup.yml, with a header saying what it joins."""
-    header = (
-        "# trueup demo: product features from a SQLite product database (source.db) to a SQLite\n"
-        "# stand-in for Salesforce's Product_Property__c (crm.db). Paths are relative to\n"
-        "# this file. Written by `trueup demo`; see `trueup init` for a PostgreSQL template.\n"
-    )
-    return header + yaml.safe_dump(demo_config(), sort_keys=False, width=100)
+    if salesforce is None:
+        header = (
+            "# trueup demo: product features from a SQLite product database (source.db) to a\n"
+            "# SQLite stand-in for Salesforce's Product_Property__c (crm.db). Paths are relative\n"
+            "# to this file. Written by trueup; see `trueup init` for a PostgreSQL template.\n"
+        )
+    else:
+        header = (
+            "# trueup demo: product features from a SQLite product database (source.db) to\n"
+            "# Product_Property__c in a trueup sandbox org (a local Salesforce-compatible API).\n"
+            f"# The login comes from ${CLIENT_ID_VAR} and ${CLIENT_SECRET_VAR}; ca.pem\n"
+            "# is the sandbox's CA. Written by `trueup demo`; see `trueup init` for a template.\n"
+        )
+    return header + yaml.safe_dump(demo_config(salesforce), sort_keys=False, width=100)

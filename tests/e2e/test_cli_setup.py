@@ -76,13 +76,26 @@ def test_demo_runs_end_to_end(tmp_path: Path, trueup: Trueup) -> None:
     assert counts["created"] == creates
     assert counts["updated"] == updates
     assert counts["failed"] == 0
+    assert f"Salesforce answered {creates:,} created and {updates:,} updated" in ran.out
     assert "Accuracy: 100.00%" in ran.out
-    assert "Creates 0, updates 0: the destination agrees." in ran.out
-    assert (tmp_path / "D" / "trueup.yml").is_file()
-    # The demo's folder is a working project: its runs are there to look at.
-    (run,) = trueup("runs", "--json", "-c", "D/trueup.yml").json()
+    assert "Creates 0, updates 0: the org agrees." in ran.out
+    # The invalid records and the org's records missing in the source are still listed.
+    assert counts["invalid"] == 4
+    assert "Invalid in source (not compared): 4" in ran.out
+    assert f"Extra in destination (key not in source): {drift['orphan']}" in ran.out
+    # The config logs in with credentials from the environment; the file holds no secret.
+    config = (tmp_path / "D" / "trueup.yml").read_text()
+    assert "kind: salesforce" in config
+    assert "client_secret: ${TRUEUP_SANDBOX_CLIENT_SECRET}" in config
+    assert (tmp_path / "D" / "ca.pem").is_file() and (tmp_path / "D" / "org.db").is_file()
+    assert "trueup sandbox --data" in ran.out
+    # The demo's folder is a working project: its runs are there to look at (the login variables
+    # must be set for the config to load, though the sandbox is gone).
+    login = {"TRUEUP_SANDBOX_CLIENT_ID": "x", "TRUEUP_SANDBOX_CLIENT_SECRET": "x"}
+    (run,) = trueup("runs", "--json", "-c", "D/trueup.yml", env=login).json()
     assert run["command"] == "demo"
     assert run["counts"]["created"] == creates
+    assert run["destination"] == "salesforce:Product_Property__c"
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path, trueup: Trueup) -> None:

@@ -112,6 +112,15 @@ _SF_TYPES = {
 
 def _salesforce(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
     """A sandbox org over HTTPS whose ``Suite__c`` holds FIELDS (checkboxes never null)."""
+    return _salesforce_by(request, tmp_path, "rest")
+
+
+def _salesforce_bulk(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
+    """The same org, written through Bulk API 2.0 jobs."""
+    return _salesforce_by(request, tmp_path, "bulk")
+
+
+def _salesforce_by(request: pytest.FixtureRequest, tmp_path: Path, write_path: str) -> Destination:
     fields = [
         SField("Id", "id", 18, nillable=False, createable=False, updateable=False, id_lookup=True),
         *(
@@ -137,6 +146,7 @@ def _salesforce(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
             "object": sobject.name,
             "ca_bundle": str(sandbox.ca_path),
             "batch_size": 2,
+            "write_path": write_path,
             "auth": {
                 "kind": "token",
                 "instance_url": sandbox.url,
@@ -153,6 +163,7 @@ DESTINATIONS = [
     pytest.param(_file_database("duckdb:///dest.duckdb"), id="duckdb"),
     pytest.param(_csv, id="csv"),
     pytest.param(_salesforce, id="salesforce"),
+    pytest.param(_salesforce_bulk, id="salesforce-bulk"),
 ]
 
 

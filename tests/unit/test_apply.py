@@ -151,6 +151,26 @@ def test_a_destination_write_size_wins_over_the_batch_size(store: RunStore) -> N
     assert [len(b) for b in fake.batches] == [4, 3]
 
 
+class SizingDestination(FakeDestination):
+    """Learns the run's size before the first write and sizes its writes from it."""
+
+    def __init__(self, store: RunStore, rows: dict[str, dict[str, object]]) -> None:
+        super().__init__(store, rows)
+        self.announced: list[int] = []
+
+    def prepare_run(self, total_writes: int) -> None:
+        assert not self.batches, "prepare_run comes before any write"
+        self.announced.append(total_writes)
+        self.caps = Capabilities(max_batch_size=10, write_size=5 if total_writes > 6 else 2)
+
+
+def test_a_destination_that_prepares_runs_hears_the_total_once_first(store: RunStore) -> None:
+    fake = SizingDestination(store, {})
+    apply_plan(make_plan(fake, source(7)), fake, store, batch_size=1, guards=GuardsConfig())
+    assert fake.announced == [7]
+    assert [len(b) for b in fake.batches] == [5, 2]  # capabilities read after prepare_run
+
+
 def test_transient_failures_are_retried_and_nothing_is_sent_twice(store: RunStore) -> None:
     fake = FakeDestination(store, {})
     fake.transient_failures = 2

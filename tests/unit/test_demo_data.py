@@ -10,8 +10,17 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from trueup.config import load_config
-from trueup.demo_data import DemoFiles, Drift, generate_demo, salesforce_id
+from trueup.config import SalesforceDestinationConfig, load_config
+from trueup.config_salesforce import ClientCredentialsAuth
+from trueup.demo_data import (
+    CLIENT_ID_VAR,
+    CLIENT_SECRET_VAR,
+    DemoFiles,
+    Drift,
+    SandboxTarget,
+    generate_demo,
+    salesforce_id,
+)
 from trueup.destinations import open_destination
 from trueup.diff import Action
 from trueup.products import PRODUCT_FIELDS, PRODUCTS, SALESFORCE_OBJECT
@@ -96,8 +105,10 @@ FROM members m LEFT JOIN features f USING (key)
 def _dump(files: DemoFiles) -> tuple[list[str], list[tuple[object, ...]], str]:
     with sqlite3.connect(files.source) as src:
         source = list(src.iterdump())
-    with sqlite3.connect(files.destination) as dst:
-        crm = dst.execute(f"SELECT * FROM {SALESFORCE_OBJECT}").fetchall()
+    crm = []
+    if files.destination is not None:
+        with sqlite3.connect(files.destination) as dst:
+            crm = dst.execute(f"SELECT * FROM {SALESFORCE_OBJECT}").fetchall()
     return source, crm, files.config.read_text()
 
 
@@ -242,3 +253,38 @@ def test_salesforce_ids_carry_their_case_checksum() -> None:
         for i in range(3)
     )
     assert sid[15:] == suffix
+
+
+def test_a_salesforce_demo_drifts_the_same_records_for_the_org(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sql = generate_demo(tmp_path / "sql", properties=1500, today=TODAY)
+    target = SandboxTarget("https://127.0.0.1:8443", "ca.pem")
+    org = generate_demo(tmp_path / "org", properties=1500, today=TODAY, salesforce=target)
+
+    # The same source, drift and plan; the CRM's rows are records for the org, not a crm.db.
+    assert _dump(org)[0] == _dump(sql)[0]
+    assert (org.drift, org.expected) == (sql.drift, sql.expected)
+    assert org.destination is None and not (tmp_path / "org" / "crm.db").exists()
+    assert sql.destination is not None
+    with sqlite3.connect(sql.destination) as dst:
+        dst.row_factory = sqlite3.Row
+        rows = [dict(r) for r in dst.execute(f"SELECT * FROM {SALESFORCE_OBJECT}")]
+    as_sqlite = [
+        {k: int(v) if isinstance(v, bool) else v for k, v in r.items()} for r in org.crm_records
+    ]
+    assert as_sqlite == rows
+    assert all(isinstance(r["Is_Multi_Property__c"], bool) for r in org.crm_records)
+
+    # The config logs in with client credentials named, not held: it loads once they are set.
+    text = org.config.read_text()
+    assert f"${{{CLIENT_ID_VAR}}}" in text and f"${{{CLIENT_SECRET_VAR}}}" in text
+    monkeypatch.setenv(CLIENT_ID_VAR, "demo-client")
+    monkeypatch.setenv(CLIENT_SECRET_VAR, "demo-secret-value")
+    destination = load_config(org.config).config.destination
+    assert isinstance(destination, SalesforceDestinationConfig)
+    assert isinstance(destination.auth, ClientCredentialsAuth)
+    assert destination.auth.instance_url == "https://127.0.0.1:8443"
+    assert destination.auth.client_secret.get_secret_value() == "demo-secret-value"
+    assert destination.ca_bundle == "ca.pem"
+    assert destination.object == SALESFORCE_OBJECT

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from trueup.config import SalesforceDestinationConfig, load_config
-from trueup.config_salesforce import ClientCredentialsAuth, TokenAuth
+from trueup.config_salesforce import ClientCredentialsAuth, TokenAuth, WritePath
 from trueup.destinations.base import Operation
 from trueup.destinations.salesforce.client import _retry_after, with_retries
 from trueup.destinations.salesforce.schema import describe_to_schema, preflight
@@ -58,6 +58,20 @@ def test_defaults_and_the_token_stay_secret(
     assert "secret-token" not in repr(config) and "secret-token" not in config.model_dump_json()
 
 
+def test_write_path_defaults_to_auto_above_2000_and_can_be_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SF_TOKEN", "x")
+    dest = load(tmp_path, BASE).config.destination
+    assert (dest.write_path, dest.bulk_threshold) == (WritePath.AUTO, 2000)
+    text = BASE.replace(
+        "object: Product_Property__c",
+        "object: Product_Property__c\n  write_path: bulk\n  bulk_threshold: 1",
+    )
+    dest = load(tmp_path, text).config.destination
+    assert (dest.write_path, dest.bulk_threshold) == (WritePath.BULK, 1)
+
+
 def test_fingerprint_ignores_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SF_TOKEN", "one")
     first = load(tmp_path, BASE).config.fingerprint()
@@ -100,6 +114,10 @@ TOKEN_AUTH = (
         ("object: Product_Property__c", "object: \"Product'; DELETE\"",
          "destination.object: must be a plain identifier"),
         ("  object: Product_Property__c\n", "", "destination.object: required"),
+        ("object: Product_Property__c", "object: Product_Property__c\n  bulk_threshold: 0",
+         "destination.bulk_threshold: must be at least 1"),
+        ("object: Product_Property__c", "object: Product_Property__c\n  write_path: soap",
+         "destination.write_path:"),
         (TOKEN_AUTH, "auth: {kind: oauth}", "destination.auth.kind: unknown kind 'oauth'"),
         (TOKEN_AUTH, "auth: {kind: token, instance_url: 'acme.my.salesforce.com', "
          "access_token: x}", "destination.auth.instance_url: must be an https:// URL"),

@@ -145,6 +145,9 @@ def apply(
                 guards=loaded.config.guards,
                 progress=progress,
             )
+        write_path = getattr(destination, "write_path", None)
+    if write_path is not None and not as_json:
+        out.print(f"Written through {write_path.value.upper()}")  # Salesforce: REST or BULK
     _finish_apply(result, as_json=as_json)
 
 

@@ -130,3 +130,11 @@ class DuckDBReadable(Protocol):
     def duckdb_snapshot(self, con: duckdb.DuckDBPyConnection, fields: Sequence[str]) -> str | None:
         """Make the destination readable in ``con``; SQL selecting ``fields`` exactly as
         ``snapshot`` returns them (same types), or None when this instance cannot."""
+
+
+@runtime_checkable
+class PreparesRun(Protocol):
+    """A destination that wants the size of a run before its first write (e.g. to pick a path)."""
+
+    def prepare_run(self, total_writes: int) -> None:
+        """Called once by apply, before any write, with the number of records it will send."""

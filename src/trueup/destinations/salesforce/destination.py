@@ -7,8 +7,14 @@
   dateTimes as timestamp[us, UTC], checkboxes as bool. A record without a key value cannot be
   matched to the source: it is left out and counted in ``unkeyed``.
 - ``write`` turns the batch into JSON values (dates ``YYYY-MM-DD``, dateTimes ``...T...sssZ``, null
-  clears a field) and hands them to the sObject Collections writer; a key that appears twice in a
-  batch goes in a later request, so the second write updates what the first created.
+  clears a field) and hands them to the write path's writer; a key that appears twice in a batch
+  goes in a later request (or Bulk job), so the second write updates what the first created.
+- The write path: REST sObject Collections (``collections``) or Bulk API 2.0 (``bulk``).
+  ``write_path: auto`` starts on REST and switches to Bulk when ``prepare_run`` (called by apply
+  before the first write) announces more than ``bulk_threshold`` records. On Bulk a write is one
+  job of up to 10,000 records, so each job's outcomes are stored before the next job starts;
+  records the job failed with a lock or a whole-chunk automation error are then sent through
+  REST, which retries locks and bisects chunks (Bulk's 200-record trigger chunks cannot shrink).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from trueup.config_salesforce import SalesforceDestinationConfig
+from trueup.config_salesforce import SalesforceDestinationConfig, WritePath
 from trueup.destinations.base import (
     BatchResult,
     Capabilities,
@@ -32,8 +38,14 @@ from trueup.destinations.base import (
     RecordOutcome,
     WriteBatch,
 )
+from trueup.destinations.salesforce.bulk import JOB_RECORDS, BulkWriter
 from trueup.destinations.salesforce.client import SalesforceClient
-from trueup.destinations.salesforce.collections import CollectionsWriter
+from trueup.destinations.salesforce.collections import (
+    AUTOMATION_CODES,
+    GOVERNOR_LIMIT_MARKERS,
+    LOCK_ERROR,
+    CollectionsWriter,
+)
 from trueup.destinations.salesforce.schema import (
     SObjectDescription,
     describe_to_schema,
@@ -44,7 +56,7 @@ from trueup.schema import ARROW_TYPES, DestinationSchema, FieldType
 
 
 class SalesforceDestination(Destination):
-    """One Salesforce object, upserted through sObject Collections by an External ID field."""
+    """One Salesforce object, upserted by an External ID field (REST Collections or Bulk 2.0)."""
 
     def __init__(
         self,
@@ -68,13 +80,30 @@ class SalesforceDestination(Destination):
             batch_size=config.batch_size,
             concurrency=config.concurrency,
         )
+        self._bulk = BulkWriter(self.client, config.object, key_field)
+        # AUTO starts on REST: a destination used without ``prepare_run`` sends small batches.
+        self._path = WritePath.BULK if config.write_path is WritePath.BULK else WritePath.REST
         self._description: SObjectDescription | None = None
         self.unkeyed = 0  # records of the last snapshot without a key value (not returned)
 
     @property
+    def write_path(self) -> WritePath:
+        """The path writes take now: REST or BULK (AUTO is decided by ``prepare_run``)."""
+        return self._path
+
+    def prepare_run(self, total_writes: int) -> None:
+        """Pick the write path for a run of ``total_writes`` records (``write_path: auto``)."""
+        if self._config.write_path is WritePath.AUTO:
+            bulk = total_writes > self._config.bulk_threshold
+            self._path = WritePath.BULK if bulk else WritePath.REST
+
+    @property
     def capabilities(self) -> Capabilities:
         """Upsert only; Salesforce trims text and stores '' as null; created is its own answer."""
-        per_write = self._config.batch_size * self._config.concurrency
+        if self._path is WritePath.BULK:
+            per_write = JOB_RECORDS
+        else:
+            per_write = self._config.batch_size * self._config.concurrency
         return Capabilities(
             max_batch_size=per_write,
             operations=frozenset({Operation.UPSERT}),
@@ -154,15 +183,41 @@ class SalesforceDestination(Destination):
                 rounds.append([])
             rounds[seen[folded]].append(index)
             seen[folded] += 1
+        upsert = self._bulk_upsert if self._path is WritePath.BULK else self._writer.upsert
         for places in rounds:
-            answers = self._writer.upsert([records[i] for i in places])
+            answers = upsert([records[i] for i in places])
             for place, answer in zip(places, answers, strict=True):
                 outcomes[place] = answer
         return BatchResult(tuple(o for o in outcomes if o is not None))
 
+    def _bulk_upsert(self, records: list[dict[str, Any]]) -> list[RecordOutcome]:
+        """One Bulk job; then the records that failed for a passing reason go through REST.
+
+        Bulk runs triggers in chunks of 200 it chooses itself, so a flow or trigger that hits a
+        governor limit fails every record of a chunk however often the job is resent; a locked
+        row may be free a moment later. The REST writer retries locks and bisects failing
+        chunks, so those records land unless they fail alone. No saved record is sent again.
+        """
+        outcomes = self._bulk.upsert(records)
+        again = [i for i, outcome in enumerate(outcomes) if _passing_failure(outcome)]
+        if again:
+            answers = self._writer.upsert([records[i] for i in again])
+            for place, answer in zip(again, answers, strict=True):
+                outcomes[place] = answer
+        return outcomes
+
     def close(self) -> None:
         """Close the HTTP connections."""
         self.client.close()
+
+
+def _passing_failure(outcome: RecordOutcome) -> bool:
+    """Failed for a reason of the moment or of the chunk it was in, not of the record itself."""
+    if outcome.status is not OutcomeStatus.FAILED:
+        return False
+    if outcome.error_code in AUTOMATION_CODES or outcome.error_code == LOCK_ERROR:
+        return True
+    return any(marker in (outcome.message or "") for marker in GOVERNOR_LIMIT_MARKERS)
 
 
 # -- values --------------------------------------------------------------------------------------
