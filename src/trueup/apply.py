@@ -4,6 +4,9 @@ Order of work for every batch, so a crash at any point loses nothing:
 1. the before-image of every field the batch changes is stored;
 2. the batch is sent (retried with backoff while the destination reports a transient failure);
 3. the destination's per-record outcomes are stored — before the next batch is sent.
+
+A run stops early (status STOPPED, the records not sent stored as SKIPPED) when the error-rate
+brake trips or the destination's API allocation reaches its reserve (``ApiAllowanceExhausted``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import pyarrow as pa
@@ -34,12 +38,21 @@ from trueup.destinations.base import (
     WriteBatch,
 )
 from trueup.diff import BEFORE, Action
-from trueup.errors import TransientDestinationError
+from trueup.errors import ApiAllowanceExhausted, TransientDestinationError
 from trueup.plan import Plan
 from trueup.progress import ProgressCallback, ProgressEvent, no_progress
 from trueup.store import BeforeImage, RunStatus, RunStore
 
 NULL_KEY = "(null key)"
+NOT_SENT = "NOT_SENT"  # SKIPPED: trueup stopped before sending the record
+NOT_CONFIRMED = "NOT_CONFIRMED"  # SKIPPED: in a write the run stopped in the middle of
+
+
+class StopReason(StrEnum):
+    """Why a run stopped before sending every record."""
+
+    ERROR_RATE = "error_rate"  # guards.max_error_rate passed
+    API_RESERVE = "api_reserve"  # the destination's API allocation reached its reserve
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class ApplyResult:
     counts: Mapping[OutcomeStatus, int]
     error_codes: Mapping[str, int] = field(default_factory=dict)
     message: str | None = None
+    stop_reason: StopReason | None = None  # set when status is STOPPED
 
     @property
     def processed(self) -> int:
@@ -89,8 +103,9 @@ def apply_plan(
     """Send the plan's creates and updates in batches; record every outcome in the run store.
 
     A destination that ``PreparesRun`` is told how many records will be sent first (Salesforce
-    picks its write path from it). Records per write: the destination's ``write_size`` when it
-    has one, else ``batch_size``; never more than its ``max_batch_size``.
+    picks its write path from it, and may refuse the run: ApiAllowanceExhausted, before any run
+    is recorded). Records per write: the destination's ``write_size`` when it has one, else
+    ``batch_size``; never more than its ``max_batch_size``.
     """
     if isinstance(destination, PreparesRun):
         destination.prepare_run(plan.write_count)
@@ -117,7 +132,16 @@ def apply_plan(
         for number, start in enumerate(range(0, total, size), start=1):
             batch = WriteBatch(Operation.UPSERT, plan.key_field, writes.slice(start, size), number)
             store.record_batch(run_id, number, [], _before_images(rows.slice(start, size)))
-            result = _write(destination, batch, retry)
+            try:
+                result = _write(destination, batch, retry)
+            except ApiAllowanceExhausted as exc:
+                # Stopped mid-write: part of this batch may be saved; else none of it was sent.
+                in_flight = size if exc.mid_write else 0
+                skipped = _skipped(writes.slice(start, in_flight), plan, NOT_CONFIRMED)
+                skipped += _skipped(writes.slice(start + in_flight), plan, NOT_SENT, "API reserve")
+                return _stop(
+                    store, run_id, counts, codes, skipped, str(exc), StopReason.API_RESERVE
+                )
             store.record_batch(run_id, number, result.outcomes, [])
             for outcome in result.outcomes:
                 counts[outcome.status] += 1
@@ -125,7 +149,9 @@ def apply_plan(
                     codes[outcome.error_code or "UNKNOWN"] += 1
             progress(ProgressEvent("apply", min(start + size, total), total))
             if _brake(counts, guards):
-                return _stop(store, run_id, counts, codes, writes.slice(start + size), plan)
+                skipped = _skipped(writes.slice(start + size), plan, NOT_SENT, "error-rate brake")
+                message = _brake_message(counts)
+                return _stop(store, run_id, counts, codes, skipped, message, StopReason.ERROR_RATE)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = RunStatus.STOPPED if interrupted else RunStatus.FAILED
@@ -154,29 +180,50 @@ def _brake(counts: Counter[OutcomeStatus], guards: GuardsConfig) -> bool:
     return processed >= guards.min_error_sample and failed / processed > guards.max_error_rate
 
 
+def _brake_message(counts: Counter[OutcomeStatus]) -> str:
+    failed = counts[OutcomeStatus.FAILED]
+    processed = failed + counts[OutcomeStatus.CREATED] + counts[OutcomeStatus.UPDATED]
+    return (
+        f"{failed} of {processed} records failed ({failed / processed:.1%}), above "
+        "guards.max_error_rate"
+    )
+
+
+def _skipped(rows: pa.Table, plan: Plan, code: str, why: str = "") -> list[RecordOutcome]:
+    """SKIPPED outcomes for ``rows``: NOT_SENT (with ``why``) or NOT_CONFIRMED."""
+    if code == NOT_CONFIRMED:
+        message = (
+            "not confirmed: the run stopped while this batch was being sent; it may be partly "
+            "written (the next plan shows what is still to do)"
+        )
+    else:
+        message = f"not sent: {why}"
+    return [
+        RecordOutcome(key, OutcomeStatus.SKIPPED, code, message)
+        for key in rows[plan.key_field].to_pylist()
+    ]
+
+
 def _stop(
     store: RunStore,
     run_id: int,
     counts: Counter[OutcomeStatus],
     codes: Counter[str],
-    unsent: pa.Table,
-    plan: Plan,
+    skipped: list[RecordOutcome],
+    message: str,
+    reason: StopReason,
 ) -> ApplyResult:
-    skipped = [
-        RecordOutcome(key, OutcomeStatus.SKIPPED, "NOT_SENT", "not sent: error-rate brake")
-        for key in unsent[plan.key_field].to_pylist()
-    ]
+    """Store the records not written as SKIPPED and finish the run as STOPPED."""
     if skipped:
         store.record_batch(run_id, -1, skipped, [])
     counts[OutcomeStatus.SKIPPED] += len(skipped)
-    failed = counts[OutcomeStatus.FAILED]
-    processed = failed + counts[OutcomeStatus.CREATED] + counts[OutcomeStatus.UPDATED]
-    message = (
-        f"stopped: {failed} of {processed} records failed ({failed / processed:.1%}), above "
-        f"guards.max_error_rate; {len(skipped)} records not sent"
-    )
+    not_sent = sum(1 for o in skipped if o.error_code == NOT_SENT)
+    message = f"stopped: {message}; {not_sent} records not sent"
+    unconfirmed = len(skipped) - not_sent
+    if unconfirmed:
+        message += f", {unconfirmed} not confirmed"
     store.finish_run(run_id, RunStatus.STOPPED, message=message)
-    return ApplyResult(run_id, RunStatus.STOPPED, dict(counts), dict(codes), message)
+    return ApplyResult(run_id, RunStatus.STOPPED, dict(counts), dict(codes), message, reason)
 
 
 def _invalid_outcomes(plan: Plan) -> list[RecordOutcome]:

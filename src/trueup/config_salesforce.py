@@ -41,6 +41,12 @@ def _at_least_one(value: int) -> int:
     return value
 
 
+def _not_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 Url = Annotated[str, AfterValidator(_url)]
 
 
@@ -112,7 +118,8 @@ SalesforceAuth = Annotated[
 class SalesforceDestinationConfig(Section):
     """A Salesforce object, upserted by an External ID field through sObject Collections (REST)
     or Bulk API 2.0: ``write_path: auto`` takes Bulk for runs above ``bulk_threshold`` records
-    (Salesforce advises Bulk above about 2,000)."""
+    (Salesforce advises Bulk above about 2,000). ``api_reserve`` daily API requests are left
+    unused: a run that would need them is refused, and a run that reaches them stops."""
 
     kind: Literal["salesforce"]
     object: Identifier
@@ -124,3 +131,5 @@ class SalesforceDestinationConfig(Section):
     concurrency: Annotated[int, AfterValidator(between(1, 8))] = 2  # requests in flight
     write_path: WritePath = WritePath.AUTO
     bulk_threshold: Annotated[int, AfterValidator(_at_least_one)] = 2000  # records per run
+    # Daily API requests trueup leaves for the org's other integrations (wire spec §9.3).
+    api_reserve: Annotated[int, AfterValidator(_not_negative)] = 1000

@@ -9,6 +9,7 @@
     ├── StoreError                   the run store cannot be opened, migrated or written
     ├── CheckFailed                  a check ran and found accuracy below guards.min_accuracy
     ├── ErrorRateExceeded            apply stopped because too many records failed
+    ├── ApiAllowanceExhausted        the destination's daily API allocation is down to its reserve
     └── DestinationError             the destination failed as a whole (a rejected record is data)
         ├── TransientDestinationError    worth retrying: 429, 5xx, lock errors, timeouts
         └── FatalDestinationError        not worth retrying
@@ -105,6 +106,22 @@ class ErrorRateExceeded(TrueupError):
     """Apply stopped because the share of failed records passed guards.max_error_rate."""
 
     exit_code = 7
+
+
+class ApiAllowanceExhausted(TrueupError):
+    """The destination's daily API allocation is down to the configured reserve, or spent.
+
+    Raised before a run that would need more than is left above the reserve (nothing written),
+    before a write or a request once the reserve is reached, and when the destination refuses a
+    call because the allocation is spent. ``mid_write`` is True when raised while a write was
+    under way (part of it may be saved), False when nothing of the current write was sent.
+    """
+
+    exit_code = 10
+
+    def __init__(self, message: str, *, mid_write: bool = False) -> None:
+        super().__init__(message)
+        self.mid_write = mid_write
 
 
 class CheckFailed(TrueupError):

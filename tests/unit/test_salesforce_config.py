@@ -72,6 +72,17 @@ def test_write_path_defaults_to_auto_above_2000_and_can_be_forced(
     assert (dest.write_path, dest.bulk_threshold) == (WritePath.BULK, 1)
 
 
+def test_api_reserve_defaults_to_1000_and_may_be_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SF_TOKEN", "x")
+    assert load(tmp_path, BASE).config.destination.api_reserve == 1000
+    text = BASE.replace(
+        "object: Product_Property__c", "object: Product_Property__c\n  api_reserve: 0"
+    )
+    assert load(tmp_path, text).config.destination.api_reserve == 0
+
+
 def test_fingerprint_ignores_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SF_TOKEN", "one")
     first = load(tmp_path, BASE).config.fingerprint()
@@ -118,6 +129,10 @@ TOKEN_AUTH = (
          "destination.bulk_threshold: must be at least 1"),
         ("object: Product_Property__c", "object: Product_Property__c\n  write_path: soap",
          "destination.write_path:"),
+        ("object: Product_Property__c", "object: Product_Property__c\n  api_reserve: -1",
+         "destination.api_reserve: must be 0 or more"),
+        ("object: Product_Property__c", "object: Product_Property__c\n  api_reserve: lots",
+         "destination.api_reserve:"),
         (TOKEN_AUTH, "auth: {kind: oauth}", "destination.auth.kind: unknown kind 'oauth'"),
         (TOKEN_AUTH, "auth: {kind: token, instance_url: 'acme.my.salesforce.com', "
          "access_token: x}", "destination.auth.instance_url: must be an https:// URL"),

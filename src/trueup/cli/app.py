@@ -14,12 +14,20 @@ import typer
 from rich.console import Console
 
 from trueup import __version__
-from trueup.apply import ApplyResult, apply_plan
+from trueup.apply import ApplyResult, StopReason, apply_plan
 from trueup.check import run_check
 from trueup.cli import render
 from trueup.config import LoadedConfig, load_config
 from trueup.destinations import open_destination
-from trueup.errors import CheckFailed, ConfigError, ErrorRateExceeded, PlanError, TrueupError
+from trueup.doctor import run_doctor_file
+from trueup.errors import (
+    ApiAllowanceExhausted,
+    CheckFailed,
+    ConfigError,
+    ErrorRateExceeded,
+    PlanError,
+    TrueupError,
+)
 from trueup.pipeline import ensure_fresh, make_plan
 from trueup.plan import Plan
 from trueup.store import RunStatus, RunStore
@@ -82,6 +90,26 @@ def init(
         f"Wrote {path}. Set TRUEUP_SOURCE_URL and TRUEUP_DESTINATION_URL, then run "
         f"'trueup plan -c {path}'."
     )
+
+
+@app.command()
+def doctor(config: ConfigOption = Path("trueup.yml"), as_json: JsonOption = False) -> None:
+    """Check every table, column and destination field the config names, before anything runs."""
+    checks = run_doctor_file(config)
+    failed = sum(1 for c in checks if not c.passed)
+    if as_json:
+        body = {
+            "passed": failed == 0,
+            "checks": [
+                {"name": c.name, "passed": c.passed, "ran": c.ran, "detail": c.detail}
+                for c in checks
+            ],
+        }
+        sys.stdout.write(json.dumps(body, indent=1) + "\n")
+    else:
+        render.render_doctor(out, checks)
+    if failed:
+        raise ConfigError(f"{failed} of {len(checks)} doctor checks failed", file=str(config))
 
 
 @app.command()
@@ -160,12 +188,16 @@ def _finish_apply(result: ApplyResult, *, as_json: bool) -> None:
             "error_codes": dict(result.error_codes),
             "error_rate": result.error_rate,
             "message": result.message,
+            "stop_reason": result.stop_reason.value if result.stop_reason else None,
         }
         sys.stdout.write(json.dumps(body, indent=1) + "\n")
     else:
         render.render_apply(out, result)
-    if result.status is RunStatus.STOPPED:
-        raise ErrorRateExceeded(result.message or "stopped by the error-rate brake")
+    if result.status is not RunStatus.STOPPED:
+        return
+    if result.stop_reason is StopReason.API_RESERVE:
+        raise ApiAllowanceExhausted(result.message or "stopped at the API reserve")
+    raise ErrorRateExceeded(result.message or "stopped by the error-rate brake")
 
 
 @app.command()

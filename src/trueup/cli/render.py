@@ -11,11 +11,13 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from trueup.apply import ApplyResult
 from trueup.check import CheckReport
 from trueup.destinations.base import OutcomeStatus
 from trueup.diff import Action
+from trueup.doctor import Check
 from trueup.plan import Plan
 from trueup.progress import ProgressEvent
 from trueup.store import RunDetail, RunSummary
@@ -102,6 +104,23 @@ def _key_list(console: Console, plan: Plan, action: Action, title: str, limit: i
     console.print(table)
     if total > limit:
         console.print(f"  … and {total - limit:,} more (all of them in --json / --out)")
+
+
+def render_doctor(console: Console, checks: list[Check]) -> None:
+    """One row per check: ✓ or ✗, what was checked, what was found (or why it did not run)."""
+    table = _titled("trueup doctor")
+    table.add_column("", no_wrap=True)
+    table.add_column("check", no_wrap=True)
+    table.add_column("detail")
+    for check in checks:
+        mark = Text("✓", style="green") if check.passed else Text("✗", style="red")
+        table.add_row(mark, check.name, Text(check.detail, style="" if check.ran else "dim"))
+    console.print(table)
+    failed = sum(1 for c in checks if not c.passed)
+    if failed:
+        console.print(f"[red]{failed} of {len(checks)} checks failed.[/red]")
+    else:
+        console.print(f"[green]All {len(checks)} checks passed.[/green]")
 
 
 def render_apply(console: Console, result: ApplyResult) -> None:

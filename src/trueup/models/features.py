@@ -55,6 +55,14 @@ _LEADING = [
 ]
 
 
+def source_columns(config: FeaturesModelConfig) -> list[tuple[str, dict[str, str]]]:
+    """The columns the model reads from the source: per table, config field → column name."""
+    return [
+        (config.records_table, {f: getattr(config, f) for f in _RECORD_COLUMNS.values()}),
+        (config.features_table, {f: getattr(config, f) for f in _FEATURE_COLUMNS.values()}),
+    ]
+
+
 def output_schema(products: list[str]) -> pa.Schema:
     """The fixed schema of the features model's rows for these product codes."""
     fields = list(_LEADING)

@@ -25,7 +25,8 @@ closed nothing has been processed, so a failure that outlasts the retries aborts
 propagates as transient (the caller may resend the whole batch). After closing, Salesforce runs
 the job whatever happens to us: a failure to read its outcome is a FatalDestinationError naming
 the job, never a resend. A job still running after ``max_wait`` seconds is aborted; what it saved
-is reported from the result files and the rest is UNPROCESSED.
+is reported from the result files and the rest is UNPROCESSED. A spent daily API allocation
+(ApiAllowanceExhausted) is never retried either; after closing, its message names the job.
 
 Sessions: ``SalesforceClient.request`` logs in again once on a 401 for every path, the Bulk ones
 included (simple-salesforce's Bulk 2.0 calls never do, wire spec §11.4).
@@ -50,7 +51,12 @@ import httpx
 
 from trueup.destinations.base import OutcomeStatus, RecordOutcome
 from trueup.destinations.salesforce.client import _error_codes, _json, with_retries
-from trueup.errors import DestinationError, FatalDestinationError, TransientDestinationError
+from trueup.errors import (
+    ApiAllowanceExhausted,
+    DestinationError,
+    FatalDestinationError,
+    TransientDestinationError,
+)
 
 JOB_RECORDS = 10_000  # records per job the destination sends (one internal Bulk batch, §8.4)
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # §8.2: 150 MB after base64, so ~100 MB of CSV
@@ -150,6 +156,12 @@ class BulkWriter:
         try:
             info = self._wait(job_id)
             results = self._results(job_id, info, len(records))
+        except ApiAllowanceExhausted as exc:
+            raise ApiAllowanceExhausted(
+                f"{exc}; Bulk job {job_id} was closed, so Salesforce processes it, but its "
+                "outcome could not be read: see it under Setup → Bulk Data Load Jobs",
+                mid_write=True,
+            ) from exc
         except DestinationError as exc:
             # Never transient from here on: resending would write the records a second time.
             kind = type(exc) if isinstance(exc, FatalDestinationError) else FatalDestinationError
@@ -199,7 +211,7 @@ class BulkWriter:
 
     def _abort_quietly(self, job_id: str) -> None:
         # An Open job that is never closed is never processed, and lapses.
-        with contextlib.suppress(DestinationError):
+        with contextlib.suppress(DestinationError, ApiAllowanceExhausted):
             self._abort(job_id)
 
     def _abort(self, job_id: str) -> None:

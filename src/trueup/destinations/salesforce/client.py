@@ -9,6 +9,8 @@ batch; ``with_retries`` for the reads here: describe, query pages, limits). It m
   (``retry_after`` from the Retry-After header);
 - 401 → log in again once and resend; a second 401, a token endpoint refusal, or an expired token
   that was given in the config (nothing to renew it with) → AuthenticationError;
+- 403 ``REQUEST_LIMIT_EXCEEDED`` for the daily allocation (§9.3) → ApiAllowanceExhausted
+  (``mid_write``), never retried: nothing more can be sent until the allocation recovers;
 - any other 4xx → FatalDestinationError reading ``errorCode: message`` (parsed body on ``.body``).
 
 The client is shared by the writer's threads: logins are serialised, and a thread that finds
@@ -42,6 +44,7 @@ from trueup.config_salesforce import (
     TokenAuth,
 )
 from trueup.errors import (
+    ApiAllowanceExhausted,
     AuthenticationError,
     ConfigError,
     FatalDestinationError,
@@ -214,6 +217,13 @@ class SalesforceClient:
         if status in TRANSIENT_STATUSES or concurrent or "UNABLE_TO_LOCK_ROW" in codes:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             raise TransientDestinationError(message, retry_after=retry_after, body=body)
+        if status == 403 and "REQUEST_LIMIT_EXCEEDED" in codes:
+            usage = (
+                f" (api-usage {self.api_usage[0]}/{self.api_usage[1]})" if self.api_usage else ""
+            )
+            raise ApiAllowanceExhausted(
+                f"Salesforce's daily API allocation is spent{usage}: {message}", mid_write=True
+            )
         raise FatalDestinationError(message, body=body)
 
     # -- sessions --------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ What it does when things go wrong (wire spec §9):
 - any other per-record error (validation rules, values too long, duplicates...) is the record's
   own: FAILED at once, never resent. No record that succeeded is ever sent again.
 
-``FatalDestinationError`` and ``AuthenticationError`` for a request propagate.
+``FatalDestinationError``, ``AuthenticationError`` and ``ApiAllowanceExhausted`` for a request
+propagate; ``before_request`` (the destination's API reserve check) runs before every request,
+resends included, so splitting chunks cannot spend the reserve.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class CollectionsWriter:
         initial_wait: float = 0.5,
         max_wait: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        before_request: Callable[[], None] | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be 1 to {MAX_BATCH_SIZE}, got {batch_size}")
@@ -126,6 +129,7 @@ class CollectionsWriter:
         self.initial_wait = initial_wait
         self.max_wait = max_wait
         self._sleep = sleep
+        self._before_request = before_request
         self._path = f"composite/sobjects/{sobject}/{external_field}"
         self._lock = threading.Lock()
         self._random = random.Random()
@@ -244,6 +248,8 @@ class CollectionsWriter:
         return _parse(payload, len(items))
 
     def _request(self, body: dict[str, Any], count: int) -> Any:
+        if self._before_request is not None:
+            self._before_request()
         with self._lock:
             self._requests_sent += 1
             self._records_sent += count

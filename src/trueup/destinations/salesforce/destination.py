@@ -15,6 +15,10 @@
   job of up to 10,000 records, so each job's outcomes are stored before the next job starts;
   records the job failed with a lock or a whole-chunk automation error are then sent through
   REST, which retries locks and bisects chunks (Bulk's 200-record trigger chunks cannot shrink).
+- The daily API allocation (allowance.py): ``prepare_run`` reads ``/limits`` and refuses a run
+  that would eat into ``api_reserve``; every ``write``, and every REST request within it, first
+  checks the usage Salesforce reported on the last call and stops once the reserve is reached
+  (before a write: nothing of it sent; within one: ``mid_write``, part of it may be saved).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import datetime as dt
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,12 @@ from trueup.destinations.base import (
     OutcomeStatus,
     RecordOutcome,
     WriteBatch,
+)
+from trueup.destinations.salesforce.allowance import (
+    Allowance,
+    estimate_calls,
+    refuse_run,
+    stop_at_reserve,
 )
 from trueup.destinations.salesforce.bulk import JOB_RECORDS, BulkWriter
 from trueup.destinations.salesforce.client import SalesforceClient
@@ -79,6 +90,7 @@ class SalesforceDestination(Destination):
             key_field,
             batch_size=config.batch_size,
             concurrency=config.concurrency,
+            before_request=partial(self._keep_reserve, mid_write=True),
         )
         self._bulk = BulkWriter(self.client, config.object, key_field)
         # AUTO starts on REST: a destination used without ``prepare_run`` sends small batches.
@@ -92,10 +104,29 @@ class SalesforceDestination(Destination):
         return self._path
 
     def prepare_run(self, total_writes: int) -> None:
-        """Pick the write path for a run of ``total_writes`` records (``write_path: auto``)."""
+        """Pick the write path for a run of ``total_writes`` records (``write_path: auto``), then
+        refuse the run (ApiAllowanceExhausted) if it would eat into ``api_reserve``."""
         if self._config.write_path is WritePath.AUTO:
             bulk = total_writes > self._config.bulk_threshold
             self._path = WritePath.BULK if bulk else WritePath.REST
+        if total_writes <= 0:
+            return
+        limits = self.client.limits()
+        # /limits answered, so its Sforce-Limit-Info header is the fallback.
+        allowance = Allowance.from_limits(limits) or Allowance.from_usage(self.client.api_usage)
+        if allowance is None:
+            raise FatalDestinationError(
+                "Salesforce reported no daily API allocation (DailyApiRequests in /limits, or a "
+                "Sforce-Limit-Info header), so destination.api_reserve cannot be kept"
+            )
+        estimate = estimate_calls(total_writes, path=self._path, batch_size=self._config.batch_size)
+        refuse_run(
+            allowance,
+            estimate=estimate,
+            reserve=self._config.api_reserve,
+            records=total_writes,
+            path=self._path,
+        )
 
     @property
     def capabilities(self) -> Capabilities:
@@ -165,6 +196,7 @@ class SalesforceDestination(Destination):
         key = batch.key_field
         for name in batch.records.column_names:
             schema.field(name)
+        self._keep_reserve(mid_write=False)
         records = [_json_record(row) for row in batch.records.to_pylist()]
         outcomes: list[RecordOutcome | None] = [None] * len(records)
         rounds: list[list[int]] = []
@@ -189,6 +221,11 @@ class SalesforceDestination(Destination):
             for place, answer in zip(places, answers, strict=True):
                 outcomes[place] = answer
         return BatchResult(tuple(o for o in outcomes if o is not None))
+
+    def _keep_reserve(self, *, mid_write: bool) -> None:
+        """Stop once the usage reported by the last answered call reaches ``api_reserve``."""
+        allowance = Allowance.from_usage(self.client.api_usage)
+        stop_at_reserve(allowance, reserve=self._config.api_reserve, mid_write=mid_write)
 
     def _bulk_upsert(self, records: list[dict[str, Any]]) -> list[RecordOutcome]:
         """One Bulk job; then the records that failed for a passing reason go through REST.

@@ -128,37 +128,61 @@ def preflight(
     if isinstance(description, DestinationSchema):
         description = SObjectDescription(description)
     schema = description.schema
-    obj = schema.object_name
     problems: list[str] = []
-    fields = list(dict.fromkeys([key_field, *mapping_fields]))
-    for name in fields:
-        spec = schema.fields.get(name)
-        if spec is None:
-            problems.append(_unknown(name, description))
-            continue
-        if name == key_field and not spec.external_id:
-            ids = sorted(f.name for f in schema.fields.values() if f.external_id)
-            known = f" (External ID fields: {', '.join(ids)})" if ids else " (it has none)"
-            problems.append(f"key field {name} is not an External ID field of {obj}{known}")
-        if operation is Operation.UPSERT and not spec.createable:
-            problems.append(f"{name} is not createable (an upsert creates records)")
-        if operation in (Operation.UPSERT, Operation.UPDATE) and not spec.updateable:
-            problems.append(f"{name} is not updateable (an {operation.value} updates records)")
-        column_type = (column_types or {}).get(name)
-        if column_type is not None:
-            family = _family(column_type)
-            if family != "null" and family not in _COMPATIBLE[spec.type]:
-                problems.append(
-                    f"{name} is {spec.type.value} in Salesforce but its model column is "
-                    f"{column_type}"
-                )
+    for name in dict.fromkeys([key_field, *mapping_fields]):
+        if name == key_field and name in schema.fields:
+            problems += key_problems(schema, key_field)
+        problems += field_problems(
+            description,
+            name,
+            operation=operation,
+            column_type=(column_types or {}).get(name),
+        )
     if problems:
         listed = "".join(f"\n  - {p}" for p in problems)
         raise ConfigError(
-            f"{len(problems)} problem(s) with the fields of {obj}:{listed}",
+            f"{len(problems)} problem(s) with the fields of {schema.object_name}:{listed}",
             file=file,
             path="mapping",
         )
+
+
+def key_problems(schema: DestinationSchema, key_field: str) -> list[str]:
+    """Why an upsert cannot match records by ``key_field`` (it must be an External ID field)."""
+    spec = schema.fields.get(key_field)
+    if spec is None or spec.external_id:
+        return []
+    ids = sorted(f.name for f in schema.fields.values() if f.external_id)
+    known = f" (External ID fields: {', '.join(ids)})" if ids else " (it has none)"
+    return [f"key field {key_field} is not an External ID field of {schema.object_name}{known}"]
+
+
+def field_problems(
+    description: SObjectDescription | DestinationSchema,
+    name: str,
+    *,
+    operation: Operation,
+    column_type: pa.DataType | None = None,
+) -> list[str]:
+    """Why ``operation`` cannot set field ``name``: unknown (with a suggestion), not createable or
+    not updateable, or a model column of ``column_type`` that cannot become the field's type."""
+    if isinstance(description, DestinationSchema):
+        description = SObjectDescription(description)
+    spec = description.schema.fields.get(name)
+    if spec is None:
+        return [_unknown(name, description)]
+    problems: list[str] = []
+    if operation is Operation.UPSERT and not spec.createable:
+        problems.append(f"{name} is not createable (an upsert creates records)")
+    if operation in (Operation.UPSERT, Operation.UPDATE) and not spec.updateable:
+        problems.append(f"{name} is not updateable (an {operation.value} updates records)")
+    if column_type is not None:
+        family = _family(column_type)
+        if family != "null" and family not in _COMPATIBLE[spec.type]:
+            problems.append(
+                f"{name} is {spec.type.value} in Salesforce but its model column is {column_type}"
+            )
+    return problems
 
 
 def _unknown(name: str, description: SObjectDescription) -> str:
