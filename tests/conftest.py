@@ -1,10 +1,18 @@
-"""Shared fixtures: a real PostgreSQL server, one private schema per test."""
+"""Shared fixtures: a real PostgreSQL server (one private schema per test) and HTTPS sandboxes.
+
+def test_x(sandbox):                      # defaults: empty org, no faults
+    ...
+def test_y(sandbox_factory):
+    sb = sandbox_factory(page_size=3, faults={"http": [...]})   # FaultPlan dict, path or plan
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +51,32 @@ def pg_schema(pg_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture()
+def sandbox_factory() -> Iterator[Callable[..., Any]]:
+    """Start sandboxes with ``Sandbox`` options (``faults`` may be a dict); all stop after."""
+    from trueup.sandbox.faults import FaultPlan
+    from trueup.sandbox.server import Sandbox
+
+    started: list[Sandbox] = []
+
+    def start(**options: Any) -> Sandbox:
+        faults = options.get("faults")
+        if isinstance(faults, dict):
+            options["faults"] = FaultPlan.from_dict(faults)
+        elif isinstance(faults, str):
+            options["faults"] = Path(faults)
+        sandbox = Sandbox(**options).start()
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture()
+def sandbox(sandbox_factory: Callable[..., Any]) -> Any:
+    """A fresh sandbox over HTTPS on 127.0.0.1 with an empty org and no faults."""
+    return sandbox_factory()

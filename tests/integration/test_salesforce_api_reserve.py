@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -24,7 +23,6 @@ from trueup.diff import diff
 from trueup.errors import ApiAllowanceExhausted
 from trueup.plan import Plan
 from trueup.progress import ProgressCallback, ProgressEvent, no_progress
-from trueup.sandbox.faults import FaultPlan
 from trueup.sandbox.server import Sandbox
 from trueup.store import RunStatus, RunStore
 
@@ -36,23 +34,6 @@ RESERVE = 20
 FAST = RetryPolicy(attempts=3, initial_wait=0.0, max_wait=0.0)
 
 Start = Callable[..., Sandbox]
-
-
-@pytest.fixture()
-def start() -> Iterator[Start]:
-    """Start sandboxes (``faults`` may be a dict); all stop after the test."""
-    started: list[Sandbox] = []
-
-    def run(**options: Any) -> Sandbox:
-        if isinstance(options.get("faults"), dict):
-            options["faults"] = FaultPlan.from_dict(options["faults"])
-        sandbox = Sandbox(**options).start()
-        started.append(sandbox)
-        return sandbox
-
-    yield run
-    for sandbox in started:
-        sandbox.stop()
 
 
 @pytest.fixture()
@@ -121,9 +102,9 @@ def skipped_by_code(store: RunStore, run_id: int) -> Counter[str]:
 
 
 def test_a_run_that_would_eat_into_the_reserve_is_refused_before_writing(
-    start: Start, store: RunStore
+    sandbox_factory: Start, store: RunStore
 ) -> None:
-    sandbox = start(api_limit=LIMIT)
+    sandbox = sandbox_factory(api_limit=LIMIT)
     with destination(sandbox) as dest:
         plan = plan_for(dest, 80)  # 40 requests + 4 for resends
         with pytest.raises(ApiAllowanceExhausted) as caught:
@@ -139,8 +120,8 @@ def test_a_run_that_would_eat_into_the_reserve_is_refused_before_writing(
     assert store.list_runs() == []  # refused before a run started
 
 
-def test_a_run_that_fits_is_not_refused(start: Start, store: RunStore) -> None:
-    sandbox = start(api_limit=LIMIT)
+def test_a_run_that_fits_is_not_refused(sandbox_factory: Start, store: RunStore) -> None:
+    sandbox = sandbox_factory(api_limit=LIMIT)
     with destination(sandbox) as dest:
         result = apply(dest, plan_for(dest, 40), store)  # 57 - 22 leaves 35
     assert result.status is RunStatus.SUCCEEDED
@@ -149,12 +130,12 @@ def test_a_run_that_fits_is_not_refused(start: Start, store: RunStore) -> None:
 
 
 def test_a_run_that_reaches_the_reserve_stops_between_batches(
-    start: Start, store: RunStore
+    sandbox_factory: Start, store: RunStore
 ) -> None:
     # A flow that fails every chunk of more than one record: each two-record request is split,
     # so the run costs about twice the 22 calls estimated for it and reaches the reserve.
     flow = {"type": "flow_chunk_limit", "object": OBJECT, "max_records": 1}
-    sandbox = start(api_limit=LIMIT, faults={"records": [flow]})
+    sandbox = sandbox_factory(api_limit=LIMIT, faults={"records": [flow]})
     with destination(sandbox) as dest:
         result = apply(dest, plan_for(dest, 40), store)
     assert result.status is RunStatus.STOPPED
@@ -178,12 +159,12 @@ def test_a_run_that_reaches_the_reserve_stops_between_batches(
 
 
 def test_splitting_chunks_within_one_write_stops_at_the_reserve_too(
-    start: Start, store: RunStore
+    sandbox_factory: Start, store: RunStore
 ) -> None:
     # One write of 40 records (8 requests of 5 in flight), estimated at 9 calls; the flow makes
     # every chunk split down to single records: far more calls than the whole reserve.
     flow = {"type": "flow_chunk_limit", "object": OBJECT, "max_records": 1}
-    sandbox = start(api_limit=LIMIT, faults={"records": [flow]})
+    sandbox = sandbox_factory(api_limit=LIMIT, faults={"records": [flow]})
     with destination(sandbox, batch_size=5, concurrency=8) as dest:
         result = apply(dest, plan_for(dest, 40), store)
     assert result.status is RunStatus.STOPPED
@@ -198,8 +179,10 @@ def test_splitting_chunks_within_one_write_stops_at_the_reserve_too(
     assert (result.message or "").endswith("; 0 records not sent, 40 not confirmed")
 
 
-def test_a_spent_allocation_stops_the_run_and_is_not_retried(start: Start, store: RunStore) -> None:
-    sandbox = start(api_limit=LIMIT)
+def test_a_spent_allocation_stops_the_run_and_is_not_retried(
+    sandbox_factory: Start, store: RunStore
+) -> None:
+    sandbox = sandbox_factory(api_limit=LIMIT)
 
     def other_integrations(event: ProgressEvent) -> None:
         if event.done == 2:  # after the first batch, something else spends the rest

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from trueup.destinations.salesforce.destination import SalesforceDestination
 from trueup.diff import diff
 from trueup.errors import AuthenticationError
 from trueup.plan import Plan
-from trueup.sandbox.faults import FaultPlan
 from trueup.sandbox.server import Sandbox
 from trueup.store import RunStore
 
@@ -48,23 +47,6 @@ Start = Callable[..., Sandbox]
 
 def no_sleep(seconds: float) -> None:
     """Retries and polls without waiting (the sandbox answers at once unless told otherwise)."""
-
-
-@pytest.fixture()
-def start() -> Iterator[Start]:
-    """Start sandboxes (``faults`` may be a dict); all stop after the test."""
-    started: list[Sandbox] = []
-
-    def run(**options: Any) -> Sandbox:
-        if isinstance(options.get("faults"), dict):
-            options["faults"] = FaultPlan.from_dict(options["faults"])
-        sandbox = Sandbox(**options).start()
-        started.append(sandbox)
-        return sandbox
-
-    yield run
-    for sandbox in started:
-        sandbox.stop()
 
 
 def config(sandbox: Sandbox, *, auth: str = "token", **options: Any) -> SalesforceDestinationConfig:
@@ -129,8 +111,8 @@ def records(count: int, *, prefix: str = "n") -> list[dict[str, Any]]:
 
 
 # --- outcomes from the result files ---------------------------------------------------------------
-def test_outcomes_per_record_from_the_result_files(start: Start) -> None:
-    sandbox = start(faults={"records": [BAD_NAME]})
+def test_outcomes_per_record_from_the_result_files(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory(faults={"records": [BAD_NAME]})
     ids = seed(sandbox, ["e-1", "e-2", "e-3"])
     batch = [
         {KEY: "n-1", "Name": "Brand new", FLAG: True, DATE: dt.date(2026, 2, 1)},
@@ -166,16 +148,16 @@ def test_outcomes_per_record_from_the_result_files(start: Start) -> None:
     assert steps["POST"] == 1 and steps["PUT"] == 1 and steps["PATCH"] == 1
 
 
-def test_an_expired_static_token_after_closing_names_the_job(start: Start) -> None:
-    sandbox = start(faults={"tokens": {"expire_after_calls": 4}})  # the first poll
+def test_an_expired_static_token_after_closing_names_the_job(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory(faults={"tokens": {"expire_after_calls": 4}})  # the first poll
     with client(sandbox) as sf, pytest.raises(AuthenticationError) as caught:
         BulkWriter(sf, OBJECT, KEY, sleep=no_sleep).upsert(records(3))
     assert "Bulk job 750" in str(caught.value) and "was closed" in str(caught.value)
     assert sandbox.state.org.count(OBJECT) == 3  # Salesforce ran it: trueup must not resend
 
 
-def test_a_job_that_fails_reports_every_record(start: Start) -> None:
-    sandbox = start()
+def test_a_job_that_fails_reports_every_record(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory()
     batch = [{KEY: f"n-{i}", "Name": "x", "Nope__c": "y"} for i in range(3)]
     with client(sandbox) as sf:
         outcomes = BulkWriter(sf, OBJECT, KEY, sleep=no_sleep).upsert(batch)
@@ -186,8 +168,8 @@ def test_a_job_that_fails_reports_every_record(start: Start) -> None:
     assert sandbox.state.org.count(OBJECT) == 0
 
 
-def test_a_job_past_max_wait_is_aborted_and_its_records_reported(start: Start) -> None:
-    sandbox = start(realistic_bulk=True, seconds_per_batch=30)  # queued for 30 s
+def test_a_job_past_max_wait_is_aborted_and_its_records_reported(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory(realistic_bulk=True, seconds_per_batch=30)  # queued for 30 s
     with client(sandbox) as sf:
         writer = BulkWriter(sf, OBJECT, KEY, poll_interval=0.05, max_wait=0.3)
         outcomes = writer.upsert(records(4))
@@ -197,10 +179,12 @@ def test_a_job_past_max_wait_is_aborted_and_its_records_reported(start: Start) -
     assert sandbox.state.org.count(OBJECT) == 0
 
 
-def test_records_failed_by_their_chunk_or_a_lock_are_sent_again_through_rest(start: Start) -> None:
+def test_records_failed_by_their_chunk_or_a_lock_are_sent_again_through_rest(
+    sandbox_factory: Start,
+) -> None:
     chunk_limit = {"type": "flow_chunk_limit", "object": OBJECT, "max_records": 50}
     lock = {"type": "lock", "object": OBJECT, "keys": {"field": KEY, "values": ["n-00007"]}}
-    sandbox = start(faults={"records": [BAD_NAME, {**lock, "times": 1}, chunk_limit]})
+    sandbox = sandbox_factory(faults={"records": [BAD_NAME, {**lock, "times": 1}, chunk_limit]})
     names = [f"New {i}" for i in range(120)]
     names[3] = "Bad Name"
     table = pa.table({KEY: [f"n-{i:05d}" for i in range(120)], "Name": names})
@@ -217,8 +201,8 @@ def test_records_failed_by_their_chunk_or_a_lock_are_sent_again_through_rest(sta
 
 # --- clearing a field -----------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["rest", "bulk"])
-def test_clearing_a_date_really_clears_it(start: Start, path: str) -> None:
-    sandbox = start()
+def test_clearing_a_date_really_clears_it(sandbox_factory: Start, path: str) -> None:
+    sandbox = sandbox_factory()
     seed(sandbox, ["e-1", "e-2"])
     batch = pa.table(
         {
@@ -269,9 +253,9 @@ def plan_for(dest: SalesforceDestination, count: int) -> Plan:
     ],
 )
 def test_apply_takes_the_path_the_config_and_run_size_call_for(
-    start: Start, tmp_path: Path, write_path: str, count: int, expected: WritePath
+    sandbox_factory: Start, tmp_path: Path, write_path: str, count: int, expected: WritePath
 ) -> None:
-    sandbox = start()
+    sandbox = sandbox_factory()
     options = {"write_path": write_path, "bulk_threshold": 5, "batch_size": 2, "concurrency": 1}
     with (
         destination(sandbox, **options) as dest,
@@ -292,8 +276,8 @@ def test_apply_takes_the_path_the_config_and_run_size_call_for(
 
 
 # --- sessions, slow jobs, flaky endpoints ---------------------------------------------------------
-def test_a_session_expiring_mid_job_is_renewed_and_the_job_finishes(start: Start) -> None:
-    sandbox = start(faults={"tokens": {"expire_after_calls": 3}})
+def test_a_session_expiring_mid_job_is_renewed_and_the_job_finishes(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory(faults={"tokens": {"expire_after_calls": 3}})
     with client(sandbox, auth="client_credentials") as sf:
         outcomes = BulkWriter(sf, OBJECT, KEY, sleep=no_sleep).upsert(records(30))
         logins = sf.logins
@@ -304,8 +288,8 @@ def test_a_session_expiring_mid_job_is_renewed_and_the_job_finishes(start: Start
     assert sandbox.state.org.count(OBJECT) == 30
 
 
-def test_realistic_bulk_timing_is_polled_to_completion(start: Start) -> None:
-    sandbox = start(realistic_bulk=True, seconds_per_batch=0.2)
+def test_realistic_bulk_timing_is_polled_to_completion(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory(realistic_bulk=True, seconds_per_batch=0.2)
     batch = records(20_000)
     with client(sandbox) as sf:
         outcomes = BulkWriter(sf, OBJECT, KEY, poll_interval=0.1).upsert(batch)
@@ -316,9 +300,9 @@ def test_realistic_bulk_timing_is_polled_to_completion(start: Start) -> None:
     assert sandbox.state.org.count(OBJECT) == 20_000
 
 
-def test_503s_on_the_bulk_endpoints_are_retried_and_nothing_is_lost(start: Start) -> None:
+def test_503s_on_the_bulk_endpoints_are_retried_and_nothing_is_lost(sandbox_factory: Start) -> None:
     flaky = {"match": "GET|POST|PUT|PATCH /services/data/*/jobs/*", "status": 503, "rate": 0.1}
-    sandbox = start(faults={"seed": 11, "http": [flaky]})
+    sandbox = sandbox_factory(faults={"seed": 11, "http": [flaky]})
     created: Counter[OutcomeStatus] = Counter()
     with client(sandbox) as sf:
         writer = BulkWriter(sf, OBJECT, KEY, sleep=no_sleep)
@@ -329,10 +313,12 @@ def test_503s_on_the_bulk_endpoints_are_retried_and_nothing_is_lost(start: Start
     assert sandbox.state.org.count(OBJECT) == 80
 
 
-def test_apply_on_the_bulk_path_survives_flaky_endpoints(start: Start, tmp_path: Path) -> None:
+def test_apply_on_the_bulk_path_survives_flaky_endpoints(
+    sandbox_factory: Start, tmp_path: Path
+) -> None:
     # The upload, the close and a poll each fail once and are retried.
     flaky = {"match": "* /services/data/*/jobs/*", "status": 503, "nth": [2, 4, 6]}
-    sandbox = start(faults={"http": [flaky]})
+    sandbox = sandbox_factory(faults={"http": [flaky]})
     seed(sandbox, ["n-000", "n-001"])
     with (
         destination(sandbox, write_path="bulk") as dest,

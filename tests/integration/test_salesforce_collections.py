@@ -23,7 +23,6 @@ from trueup.destinations.salesforce.client import SalesforceClient
 from trueup.destinations.salesforce.collections import CollectionsWriter
 from trueup.errors import AuthenticationError, FatalDestinationError, TransientDestinationError
 from trueup.sandbox.errors import RecordError
-from trueup.sandbox.faults import FaultPlan
 from trueup.sandbox.server import Sandbox
 
 OBJ = "Product_Property__c"
@@ -61,28 +60,6 @@ class Recording:
             for k, a in zip(keys, answers, strict=True)
             if a["success"]
         )
-
-
-@pytest.fixture()
-def sandbox_factory() -> Iterator[SandboxFactory]:
-    """Start HTTPS sandboxes, ``faults`` given in the plan's dict form; all stop after the test."""
-    started: list[Sandbox] = []
-
-    def start(faults: dict[str, Any] | None = None) -> Sandbox:
-        plan = FaultPlan.from_dict(faults) if faults is not None else None
-        sandbox = Sandbox(faults=plan).start()
-        started.append(sandbox)
-        return sandbox
-
-    yield start
-    for sandbox in started:
-        sandbox.stop()
-
-
-@pytest.fixture()
-def sandbox(sandbox_factory: SandboxFactory) -> Sandbox:
-    """A fresh sandbox with an empty org and no faults."""
-    return sandbox_factory()
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from trueup.errors import (
     FatalDestinationError,
     TransientDestinationError,
 )
-from trueup.sandbox.faults import FaultPlan
 from trueup.sandbox.server import Sandbox
 from trueup.schema import FieldType
 
@@ -40,23 +39,6 @@ FIELDS = [
 ]
 
 Start = Callable[..., Sandbox]
-
-
-@pytest.fixture()
-def start() -> Iterator[Start]:
-    """Start sandboxes (``faults`` may be a dict); all stop after the test."""
-    started: list[Sandbox] = []
-
-    def run(**options: Any) -> Sandbox:
-        if isinstance(options.get("faults"), dict):
-            options["faults"] = FaultPlan.from_dict(options["faults"])
-        sandbox = Sandbox(**options).start()
-        started.append(sandbox)
-        return sandbox
-
-    yield run
-    for sandbox in started:
-        sandbox.stop()
 
 
 def token_auth(sandbox: Sandbox) -> dict[str, Any]:
@@ -114,8 +96,8 @@ def calls(sandbox: Sandbox, method: str, fragment: str) -> list[Any]:
 
 
 # --- describe and pre-flight ---------------------------------------------------------------------
-def test_describe_maps_salesforce_types(start: Start) -> None:
-    with destination(start()) as dest:
+def test_describe_maps_salesforce_types(sandbox_factory: Start) -> None:
+    with destination(sandbox_factory()) as dest:
         schema = dest.describe()
         assert dest.describe() is schema  # read once
     fields = schema.fields
@@ -129,8 +111,10 @@ def test_describe_maps_salesforce_types(start: Start) -> None:
     assert fields["Property__c"].type is FieldType.TEXT  # a lookup holds an Id
 
 
-def test_preflight_lists_every_problem_and_nothing_is_written(start: Start, tmp_path: Path) -> None:
-    sandbox = start()
+def test_preflight_lists_every_problem_and_nothing_is_written(
+    sandbox_factory: Start, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory()
     (tmp_path / "src.db").touch()
     (tmp_path / "trueup.yml").write_text(
         f"""\
@@ -161,8 +145,8 @@ destination:
     assert not [r for r in sandbox.state.requests if r.method in ("POST", "PATCH")]
 
 
-def test_an_unknown_object_is_a_schema_error(start: Start) -> None:
-    sandbox = start()
+def test_an_unknown_object_is_a_schema_error(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory()
     config = SalesforceDestinationConfig.model_validate(
         {
             "kind": "salesforce",
@@ -179,8 +163,8 @@ def test_an_unknown_object_is_a_schema_error(start: Start) -> None:
 
 
 # --- snapshot ------------------------------------------------------------------------------------
-def test_snapshot_pages_through_everything_in_canonical_types(start: Start) -> None:
-    sandbox = start(page_size=3)
+def test_snapshot_pages_through_everything_in_canonical_types(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory(page_size=3)
     seed(sandbox, 8, unkeyed=2)
     with destination(sandbox) as dest:
         table = dest.snapshot(FIELDS)
@@ -198,8 +182,8 @@ def test_snapshot_pages_through_everything_in_canonical_types(start: Start) -> N
     assert len(pages) == 4  # 10 records, 3 a page
 
 
-def test_snapshot_datetimes_are_utc(start: Start) -> None:
-    sandbox = start()
+def test_snapshot_datetimes_are_utc(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory()
     seed(sandbox, 1)
     with destination(sandbox) as dest:
         table = dest.snapshot([KEY, "CreatedDate"])
@@ -208,16 +192,16 @@ def test_snapshot_datetimes_are_utc(start: Start) -> None:
     assert abs((created - dt.datetime.now(dt.UTC)).total_seconds()) < 60
 
 
-def test_a_field_not_in_describe_never_reaches_soql(start: Start) -> None:
-    sandbox = start()
+def test_a_field_not_in_describe_never_reaches_soql(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory()
     with destination(sandbox) as dest, pytest.raises(DestinationSchemaError, match="Name, x"):
         dest.snapshot([KEY, "Name, x"])
     assert not calls(sandbox, "GET", "/query")
 
 
 # --- logins --------------------------------------------------------------------------------------
-def test_an_expiring_session_is_renewed_once_per_expiry(start: Start) -> None:
-    sandbox = start(page_size=2, faults={"tokens": {"expire_after_calls": 3}})
+def test_an_expiring_session_is_renewed_once_per_expiry(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory(page_size=2, faults={"tokens": {"expire_after_calls": 3}})
     seed(sandbox, 9)
     with destination(sandbox, client_credentials(sandbox)) as dest:
         table = dest.snapshot(FIELDS)
@@ -231,8 +215,8 @@ def test_an_expiring_session_is_renewed_once_per_expiry(start: Start) -> None:
     assert {r["Name"] for r in sandbox.state.org.rows(OBJECT)} == {f"Renamed {i}" for i in range(9)}
 
 
-def test_an_expired_static_token_is_an_authentication_error(start: Start) -> None:
-    sandbox = start()
+def test_an_expired_static_token_is_an_authentication_error(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory()
     with destination(sandbox) as dest:
         dest.describe()
         sandbox.state.auth.revoke_all()
@@ -244,8 +228,8 @@ def test_an_expired_static_token_is_an_authentication_error(start: Start) -> Non
     assert len([r for r in sandbox.state.requests if r.status == 401]) == 1
 
 
-def test_a_refused_login_names_the_reason_not_the_secret(start: Start) -> None:
-    sandbox = start()
+def test_a_refused_login_names_the_reason_not_the_secret(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory()
     auth = {**client_credentials(sandbox), "client_secret": "WRONG-SECRET-123"}
     with destination(sandbox, auth) as dest, pytest.raises(AuthenticationError) as caught:
         dest.describe()
@@ -253,8 +237,8 @@ def test_a_refused_login_names_the_reason_not_the_secret(start: Start) -> None:
     assert "WRONG-SECRET-123" not in str(caught.value)
 
 
-def test_password_login(start: Start) -> None:
-    sandbox = start()
+def test_password_login(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory()
     auth = {
         "kind": "password",
         "login_url": sandbox.url,
@@ -268,7 +252,9 @@ def test_password_login(start: Start) -> None:
         assert dest.client.logins == 1
 
 
-def test_jwt_login_with_a_key_file_relative_to_the_config(start: Start, tmp_path: Path) -> None:
+def test_jwt_login_with_a_key_file_relative_to_the_config(
+    sandbox_factory: Start, tmp_path: Path
+) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (tmp_path / "sf.key").write_bytes(
         key.private_bytes(
@@ -280,7 +266,7 @@ def test_jwt_login_with_a_key_file_relative_to_the_config(start: Start, tmp_path
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    sandbox = start(jwt_public_key=public)
+    sandbox = sandbox_factory(jwt_public_key=public)
     auth = {
         "kind": "jwt",
         "login_url": sandbox.url,
@@ -298,14 +284,14 @@ def test_jwt_login_with_a_key_file_relative_to_the_config(start: Start, tmp_path
 
 
 # --- failures ------------------------------------------------------------------------------------
-def test_503_and_429_on_reads_are_retried_honouring_retry_after(start: Start) -> None:
+def test_503_and_429_on_reads_are_retried_honouring_retry_after(sandbox_factory: Start) -> None:
     faults = {
         "http": [
             {"match": "GET /services/data/*/describe*", "status": 503, "nth": [1]},
             {"match": "GET /services/data/*/query*", "status": 429, "retry_after": 1, "nth": [2]},
         ]
     }
-    sandbox = start(page_size=2, faults=faults)
+    sandbox = sandbox_factory(page_size=2, faults=faults)
     seed(sandbox, 5)
     began = time.monotonic()
     with destination(sandbox) as dest:
@@ -316,9 +302,9 @@ def test_503_and_429_on_reads_are_retried_honouring_retry_after(start: Start) ->
     assert [r.status for r in calls(sandbox, "GET", "/query")] == [200, 429, 200, 200]
 
 
-def test_request_itself_never_retries(start: Start) -> None:
+def test_request_itself_never_retries(sandbox_factory: Start) -> None:
     faults = {"http": [{"match": "GET /services/data/*/limits*", "drop": True, "nth": [1]}]}
-    sandbox = start(faults=faults)
+    sandbox = sandbox_factory(faults=faults)
     with destination(sandbox) as dest:
         with pytest.raises(TransientDestinationError, match="connection failed"):
             dest.client.request("GET", "limits/")
@@ -326,16 +312,16 @@ def test_request_itself_never_retries(start: Start) -> None:
         assert dest.client.api_usage is not None
 
 
-def test_a_4xx_carries_salesforce_error_code_and_body(start: Start) -> None:
-    sandbox = start()
+def test_a_4xx_carries_salesforce_error_code_and_body(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory()
     with destination(sandbox) as dest, pytest.raises(FatalDestinationError) as caught:
         dest.client.request("GET", "query/", params={"q": "SELECT Nope__c FROM " + OBJECT})
     assert "INVALID_FIELD: " in str(caught.value)
     assert isinstance(caught.value.body, list) and caught.value.body[0]["errorCode"]
 
 
-def test_an_untrusted_certificate_says_which_setting_to_fix(start: Start) -> None:
-    sandbox = start()
+def test_an_untrusted_certificate_says_which_setting_to_fix(sandbox_factory: Start) -> None:
+    sandbox = sandbox_factory()
     config = SalesforceDestinationConfig.model_validate(
         {"kind": "salesforce", "object": OBJECT, "auth": token_auth(sandbox)}
     )
