@@ -149,18 +149,87 @@ DestinationConfig = Annotated[
 
 
 # --- guards and store ----------------------------------------------------------------------------
+Percent = Annotated[float, AfterValidator(between(0, 100))]
+
+
+class FieldGuardsConfig(Section):
+    """Per-field overrides of the flip and nulls guards (100 turns a guard off for the field)."""
+
+    flip_pct: Percent | None = None
+    nulls_pct: Percent | None = None
+
+
 class GuardsConfig(Section):
-    """Limits a plan or a run must stay within."""
+    """Limits a plan or a run must stay within (the plan guards are described in guards.py)."""
+
+    # Plan guards: a plan that passes one of these is blocked unless `--allow NAME`.
+    flip_pct: Percent = 10.0  # flip: a checkbox flips one way on more of the existing records
+    nulls_pct: Percent = 10.0  # nulls: a field's values would become null/default on more
+    max_changes: Annotated[int, Field(ge=0)] | None = None  # max_changes: creates+updates+deletes
+    max_change_pct: Percent = 50.0  # change_share: updated + deleted, of the destination's records
+    source_drop_pct: Percent = 50.0  # source_drop: fewer source rows than the last run, or none
+    min_records: Annotated[int, Field(ge=1)] = 20  # flip/nulls/change_share trip only from here
+    fields: dict[str, FieldGuardsConfig] = Field(default_factory=dict)
 
     max_error_rate: Annotated[float, AfterValidator(between(0, 1))] = 0.05
     min_error_sample: Annotated[int, AfterValidator(between(1, 1_000_000))] = 20
     min_accuracy: Annotated[float, AfterValidator(between(0, 100))] = 100.0
+    # Records missing in the destination already count against min_accuracy; these optional
+    # limits (unset: no limit of their own) let a check tolerate stale values but not absent
+    # records, e.g. min_accuracy 99 with max_missing 0.
+    max_missing: Annotated[int, Field(ge=0)] | None = None
+    max_missing_pct: Annotated[float, AfterValidator(between(0, 100))] | None = None
 
 
 class StoreConfig(Section):
     """Where runs, outcomes and before-images are kept (sqlite:///file or postgresql://...)."""
 
     url: SecretStr = SecretStr("sqlite:///.trueup/state.db")
+
+
+class NotifyConfig(Section):
+    """Where the run report goes after every apply (docs/run-report.md).
+
+    ``webhook_url`` is a credential (whoever has it can post): it must come from the environment
+    (``${TRUEUP_WEBHOOK_URL}``, or ``${TRUEUP_WEBHOOK_URL:-}`` to make it optional; empty means
+    no webhook) and is only ever shown as its scheme and host.
+    """
+
+    webhook_url: SecretStr | None = None
+    format: Literal["slack", "markdown"] = "slack"  # slack: {"text": report}; markdown: as is
+    when: Literal["always", "problems"] = "always"  # problems: not succeeded, failures, guards
+    check_after_apply: bool = False  # run a check after apply (reads the destination again)
+    timeout: Annotated[float, AfterValidator(between(1, 120))] = 10.0  # seconds, each attempt
+
+    @model_validator(mode="before")
+    @classmethod
+    def _when_not_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true.
+        if isinstance(data, dict) and (True in data or "on" in data):
+            raise ValueError("write 'when:' (always | problems), not 'on:'")
+        return data
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _webhook_is_http(self) -> NotifyConfig:
+        # Checked here, not on the field, so that no error message can quote the URL.
+        if self.webhook_url is not None and not _http_url(self.webhook_url.get_secret_value()):
+            raise ValueError("webhook_url: must be an https:// (or http://) URL")
+        return self
+
+
+def _http_url(url: str) -> bool:
+    """Whether ``url`` is http(s) with a host (and a port that is a number, if any)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when it is not a number from 0 to 65535
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+    except ValueError:
+        return False
 
 
 class Config(Section):
@@ -172,8 +241,13 @@ class Config(Section):
     destination: DestinationConfig
     mapping: dict[str, str] = Field(min_length=1)
     key: str
+    # What a sync may do: upsert (create and update), update (existing records only) or insert
+    # (new records only); delete_missing also deletes destination records missing in the source.
+    operation: Literal["upsert", "update", "insert"] = "upsert"
+    delete_missing: bool = False
     guards: GuardsConfig = GuardsConfig()
     store: StoreConfig = StoreConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     @field_validator("mapping")
     @classmethod
@@ -192,14 +266,28 @@ class Config(Section):
             raise ValueError(f"must be a mapped model column (mapping has: {', '.join(mapping)})")
         return key
 
+    @field_validator("guards")
+    @classmethod
+    def _guarded_fields_are_mapped(cls, guards: GuardsConfig, info: ValidationInfo) -> GuardsConfig:
+        mapping = info.data.get("mapping") or {}
+        unknown = sorted(set(guards.fields) - set(mapping.values()))
+        if unknown:
+            raise ValueError(
+                f"fields: {', '.join(unknown)} not mapped (mapped fields: "
+                f"{', '.join(mapping.values())})"
+            )
+        return guards
+
     @property
     def key_field(self) -> str:
         """The destination field that holds the key."""
         return self.mapping[self.key]
 
     def fingerprint(self) -> str:
-        """A stable hash of what the config means; URLs enter without their passwords."""
-        data = _reveal(self.model_dump(mode="python", by_alias=True))
+        """A stable hash of what the config means; URLs enter without their passwords.
+
+        ``notify`` is left out: where the report goes does not change what a plan does."""
+        data = _reveal(self.model_dump(mode="python", by_alias=True, exclude={"notify"}))
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -281,8 +369,21 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError(f"invalid YAML: {where}{problem}", file=name) from None
     if not isinstance(raw, dict):
         raise ConfigError("must be a YAML mapping of sections (source, model, ...)", file=name)
+    _webhook_from_env(raw, file=name)
     raw = expand_env(raw, file=name)
     return LoadedConfig(config=parse_config(raw, file=name), path=file.resolve())
+
+
+def _webhook_from_env(raw: dict[str, Any], *, file: str) -> None:
+    """notify.webhook_url must be a ``${VAR}`` reference: the URL is a credential."""
+    notify = raw.get("notify")
+    url = notify.get("webhook_url") if isinstance(notify, dict) else None
+    if isinstance(url, str) and url and not _ENV_REF.search(url):
+        raise ConfigError(
+            "must come from the environment, e.g. ${TRUEUP_WEBHOOK_URL} (the URL is a secret)",
+            file=file,
+            path="notify.webhook_url",
+        )
 
 
 def parse_config(raw: dict[str, Any], *, file: str) -> Config:

@@ -20,6 +20,8 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from trueup.config_fields import Identifier, Section, between
 
 _VERSION = re.compile(r"^\d{2,3}\.0$")
+# Records per snapshot query: below one full page (2,000) chunking only costs calls.
+MIN_SNAPSHOT_CHUNK, MAX_SNAPSHOT_CHUNK = 2_000, 5_000_000
 
 
 def _url(value: str) -> str:
@@ -44,6 +46,15 @@ def _at_least_one(value: int) -> int:
 def _not_negative(value: int) -> int:
     if value < 0:
         raise ValueError("must be 0 or more")
+    return value
+
+
+def _chunk_size(value: int) -> int:
+    if not MIN_SNAPSHOT_CHUNK <= value <= MAX_SNAPSHOT_CHUNK:
+        raise ValueError(
+            f"must be between {MIN_SNAPSHOT_CHUNK:,} and {MAX_SNAPSHOT_CHUNK:,} records per "
+            "snapshot query"
+        )
     return value
 
 
@@ -119,7 +130,9 @@ class SalesforceDestinationConfig(Section):
     """A Salesforce object, upserted by an External ID field through sObject Collections (REST)
     or Bulk API 2.0: ``write_path: auto`` takes Bulk for runs above ``bulk_threshold`` records
     (Salesforce advises Bulk above about 2,000). ``api_reserve`` daily API requests are left
-    unused: a run that would need them is refused, and a run that reaches them stops."""
+    unused: a run that would need them is refused, and a run that reaches them stops. Snapshots
+    read the object ``snapshot_chunk_size`` records a query, by Id, so no query cursor lives
+    long."""
 
     kind: Literal["salesforce"]
     object: Identifier
@@ -133,3 +146,5 @@ class SalesforceDestinationConfig(Section):
     bulk_threshold: Annotated[int, AfterValidator(_at_least_one)] = 2000  # records per run
     # Daily API requests trueup leaves for the org's other integrations (wire spec §9.3).
     api_reserve: Annotated[int, AfterValidator(_not_negative)] = 1000
+    # Records per snapshot query (``WHERE Id > '<last Id>' ORDER BY Id LIMIT n``), each paged.
+    snapshot_chunk_size: Annotated[int, AfterValidator(_chunk_size)] = 50_000

@@ -22,7 +22,7 @@ Rules (each one written here once):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import duckdb
@@ -58,9 +58,15 @@ class Action(StrEnum):
 
     CREATE = "create"
     UPDATE = "update"
+    DELETE = "delete"  # missing in source, and the config deletes those (delete_missing)
     UNCHANGED = "unchanged"
     MISSING_IN_SOURCE = "missing_in_source"
+    # what the sync's operation keeps from being written (see operations.py)
+    MISSING_IN_DESTINATION = "missing_in_destination"  # a create, but operation is update
+    EXISTS_IN_DESTINATION = "exists_in_destination"  # an update, but operation is insert
     INVALID = "invalid"
+    # rollback plans only (rollback.py): changed again since the run, so reported, never written
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,10 @@ class Diff:
     fields: tuple[str, ...]
     key_field: str
     snapshot_fingerprint: str
+    # What the destination held, for the guards: its records, and per field how many of them
+    # hold a value (not null; for a checkbox, true).
+    destination_rows: int = 0
+    destination_values: Mapping[str, int] = field(default_factory=dict)
 
 
 def normalize(expr: str, input_type: str, spec: FieldSpec, caps: Capabilities) -> str:
@@ -248,13 +258,37 @@ def _diff_in(
     rows = con.execute("SELECT count(*) FROM s").fetchall()[0][0]
     records = con.sql(_diff_sql(key_field, fields, specs, capabilities, dst_types))
     table = records.to_arrow_table()  # unordered: Plan sorts where order shows (JSON, samples)
-    return _summarize(
+    fingerprint, held_rows, held = _scan_snapshot(
+        con, "dst_in", _holds_value(fields, specs, capabilities, dst_types)
+    )
+    result = _summarize(
         table,
         source_rows=int(rows),
         fields=fields,
         key_field=key_field,
-        snapshot_fingerprint=_fingerprint(con, "dst_in"),
+        snapshot_fingerprint=fingerprint,
     )
+    return replace(result, destination_rows=held_rows, destination_values=held)
+
+
+def _holds_value(
+    fields: tuple[str, ...],
+    specs: Mapping[str, FieldSpec],
+    caps: Capabilities,
+    dst_types: Mapping[str, str],
+) -> dict[str, str]:
+    """Per snapshot field, SQL true where it holds a value: not null (a checkbox: true)."""
+    out = {}
+    for f in fields:
+        if f not in dst_types:
+            continue
+        value = normalize(quote_ident(f), dst_types[f], specs[f], caps)
+        out[f] = (
+            f"coalesce({value}, FALSE)"
+            if specs[f].type is FieldType.BOOLEAN
+            else (f"{value} IS NOT NULL")
+        )
+    return out
 
 
 def _column_types(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str]:
@@ -273,12 +307,24 @@ def snapshot_fingerprint(snapshot: pa.Table) -> str:
 
 
 def _fingerprint(con: duckdb.DuckDBPyConnection, view: str) -> str:
+    return _scan_snapshot(con, view, {})[0]
+
+
+def _scan_snapshot(
+    con: duckdb.DuckDBPyConnection, view: str, values: Mapping[str, str]
+) -> tuple[str, int, dict[str, int]]:
+    """One scan of the snapshot: its fingerprint, its record count, and for each field of
+    ``values`` (field → SQL true where the field holds a value) how many records hold one."""
     columns = ", ".join(quote_ident(c) for c in _column_types(con, view))
+    counted = "".join(f", count(*) FILTER (WHERE {cond})" for cond in values.values())
     # hash(a, b, ...) over the columns is a third cheaper than hashing the row as a struct
-    row = con.execute(f"SELECT count(*), bit_xor(hash({columns})) FROM {view}").fetchall()[0]
-    if not row or row[1] is None:
-        return "0:empty"
-    return f"{row[0]}:{row[1]:016x}"
+    row = con.execute(f"SELECT count(*), bit_xor(hash({columns})){counted} FROM {view}").fetchall()[
+        0
+    ]
+    held = dict(zip(values, (int(n) for n in row[2:]), strict=True))
+    if row[1] is None:
+        return "0:empty", 0, held
+    return f"{row[0]}:{row[1]:016x}", int(row[0]), held
 
 
 def _source_sql(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from trueup.compat import mapped_columns
 from trueup.config import (
     Config,
     CsvDestinationConfig,
@@ -48,6 +49,7 @@ from trueup.pipeline import destination_name, mapped_fields
 from trueup.schema import FieldSpec
 from trueup.sources import open_source
 from trueup.sources.base import Source
+from trueup.sqltext import quote_qualified
 from trueup.store import RunStore
 
 NOT_RUN = "not run: "
@@ -97,18 +99,18 @@ def run_doctor(loaded: LoadedConfig) -> list[Check]:
         f"key column {config.key} → {destination_name(config)}"
     )
     checks = [Check("config", True, summary)]
-    source_checks, column_types = _source_checks(loaded)
+    source_checks, columns = _source_checks(loaded)
     checks += source_checks
-    checks += _destination_checks(loaded, column_types)
+    checks += _destination_checks(loaded, columns)
     checks.append(_store_check(loaded))
     return checks
 
 
 # --- the source and the model --------------------------------------------------------------------
-def _source_checks(loaded: LoadedConfig) -> tuple[list[Check], dict[str, pa.DataType]]:
+def _source_checks(loaded: LoadedConfig) -> tuple[list[Check], dict[str, pa.Field]]:
     """Source connection, the model's tables or query, and the mapped columns it produces.
 
-    Also returns the Arrow type of each mapped model column, when known, by destination field.
+    Also returns the model column feeding each mapped destination field, when its type is known.
     """
     config = loaded.config
     model = config.model
@@ -123,9 +125,10 @@ def _source_checks(loaded: LoadedConfig) -> tuple[list[Check], dict[str, pa.Data
         checks = [Check("source connection", False, str(exc))]
         checks += [Check.not_run(n, "the source could not be opened") for n in later]
         if isinstance(model, FeaturesModelConfig):
-            checks.append(_model_columns(config, output_schema(model.products)))
-        else:
-            checks.append(Check.not_run("model columns", "the source could not be opened"))
+            produced = output_schema(model.products)
+            checks.append(_model_columns(config, produced))
+            return checks, mapped_columns(config.mapping, produced)
+        checks.append(Check.not_run("model columns", "the source could not be opened"))
         return checks, {}
     with source:
         try:
@@ -145,7 +148,9 @@ def _source_checks(loaded: LoadedConfig) -> tuple[list[Check], dict[str, pa.Data
             if names is None:
                 checks.append(Check.not_run("model columns", f"table {model.table} was not read"))
                 return checks, {}
-            produced = pa.schema([(n, pa.null()) for n in names])  # types unknown: not checked
+            # the table's types, from a query for no rows (else null: types not checked)
+            typed = _query(source, f"SELECT * FROM {quote_qualified(model.table)}")[1]
+            produced = typed or pa.schema([(n, pa.null()) for n in names])
         else:
             assert model.query is not None  # the config guarantees a table or a query
             query_check, schema = _query(source, model.query)
@@ -155,12 +160,7 @@ def _source_checks(loaded: LoadedConfig) -> tuple[list[Check], dict[str, pa.Data
                 return checks, {}
             produced = schema
     checks.append(_model_columns(config, produced))
-    types = {
-        field: produced.field(column).type
-        for column, field in config.mapping.items()
-        if column in produced.names
-    }
-    return checks, types
+    return checks, mapped_columns(config.mapping, produced)
 
 
 def _table_check(
@@ -227,10 +227,9 @@ def _source_shown(loaded: LoadedConfig) -> str:
 
 
 # --- the destination -----------------------------------------------------------------------------
-def _destination_checks(
-    loaded: LoadedConfig, column_types: Mapping[str, pa.DataType]
-) -> list[Check]:
-    """Destination connection, its object or table, every mapped field, and the key field."""
+def _destination_checks(loaded: LoadedConfig, columns: Mapping[str, pa.Field]) -> list[Check]:
+    """Destination connection, its object or table, every mapped field (its type against the model
+    column's, compat.py), and the key field."""
     config = loaded.config
     obj = _object_check_name(config)
     fields = mapped_fields(config)
@@ -251,14 +250,15 @@ def _destination_checks(
         why = "the destination did not answer" if not connection.passed else f"{obj} not found"
         return [*checks, *(Check.not_run(n, why) for n in later)]
     salesforce = isinstance(config.destination, SalesforceDestinationConfig)
-    columns = {field: column for column, field in config.mapping.items()}
+    names = {field: column for column, field in config.mapping.items()}
     for field in fields:
         checks.append(
             _field_check(
                 description,
                 field,
-                column=columns[field],
-                column_type=column_types.get(field) if salesforce else None,
+                name=names[field],
+                column=columns.get(field),
+                operation=Operation(config.operation),
             )
         )
     checks.append(_key_check(description, config.key_field, salesforce=salesforce))
@@ -321,15 +321,15 @@ def _field_check(
     description: SObjectDescription,
     field: str,
     *,
-    column: str,
-    column_type: pa.DataType | None,
+    name: str,
+    column: pa.Field | None,
+    operation: Operation,
 ) -> Check:
-    """The field exists (its type shown), and an upsert may create and update it."""
-    problems = field_problems(
-        description, field, operation=Operation.UPSERT, column_type=column_type
-    )
+    """The field exists (its type shown), the sync's operation may set it (an upsert creates
+    and updates), and the model column ``name`` (``column``, when its type is known) feeds it."""
+    problems = field_problems(description, field, operation=operation, column=column)
     spec = description.schema.fields.get(field)
-    shown = f"{_type_shown(spec)}, from {column}" if spec is not None else f"mapped from {column}"
+    shown = f"{_type_shown(spec)}, from {name}" if spec is not None else f"mapped from {name}"
     detail = "; ".join([*problems, shown] if problems else [shown])
     return Check(f"field {field}", not problems, detail)
 

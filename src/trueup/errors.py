@@ -7,7 +7,8 @@
     │   └── StalePlanError           a saved plan no longer matches the config or the destination
     ├── GuardBlocked                 a guard refused the plan
     ├── StoreError                   the run store cannot be opened, migrated or written
-    ├── CheckFailed                  a check ran and found accuracy below guards.min_accuracy
+    ├── SyncLocked                   another live run of the same sync holds its lock
+    ├── CheckFailed                  a check ran and a threshold failed (min_accuracy, max_missing)
     ├── ErrorRateExceeded            apply stopped because too many records failed
     ├── ApiAllowanceExhausted        the destination's daily API allocation is down to its reserve
     └── DestinationError             the destination failed as a whole (a rejected record is data)
@@ -21,6 +22,13 @@ error boundary needs no table of its own.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for annotations: the destinations package imports this module
+    from trueup.destinations.base import RecordOutcome
+    from trueup.store.values import SyncLock
 
 
 class TrueupError(Exception):
@@ -119,13 +127,22 @@ class ApiAllowanceExhausted(TrueupError):
 
     exit_code = 10
 
-    def __init__(self, message: str, *, mid_write: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        mid_write: bool = False,
+        partial: Sequence[RecordOutcome | None] | None = None,
+    ) -> None:
         super().__init__(message)
         self.mid_write = mid_write
+        # With mid_write: the outcomes Salesforce gave before the stop, one place per record of
+        # the interrupted write (None: no answer, so not confirmed either way).
+        self.partial = tuple(partial) if partial is not None else None
 
 
 class CheckFailed(TrueupError):
-    """Check found agreement below guards.min_accuracy."""
+    """A check found agreement below guards.min_accuracy or too many records missing."""
 
     exit_code = 8
 
@@ -134,3 +151,16 @@ class StoreError(TrueupError):
     """The run store cannot be opened, migrated or written."""
 
     exit_code = 9
+
+
+class SyncLocked(TrueupError):
+    """Another live process (an apply or a rollback) holds this sync's lock; nothing was written.
+
+    ``holder`` names it: its host, pid and since when, from the lock row.
+    """
+
+    exit_code = 11
+
+    def __init__(self, message: str, *, holder: SyncLock) -> None:
+        super().__init__(message)
+        self.holder = holder

@@ -10,13 +10,15 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from trueup.compat import checked_describe
 from trueup.config import Config, CsvDestinationConfig, LoadedConfig, SalesforceDestinationConfig
 from trueup.destinations import open_destination
 from trueup.destinations.base import Destination, DuckDBReadable
 from trueup.diff import Diff, diff, diff_in_duckdb, snapshot_fingerprint
 from trueup.errors import DestinationSchemaError, StalePlanError
 from trueup.models import build_model
-from trueup.models.base import Model
+from trueup.models.base import Model, as_reader
+from trueup.operations import SyncOperation, check_supported, restrict
 from trueup.plan import Plan
 from trueup.progress import ProgressCallback, ProgressEvent, no_progress
 from trueup.schema import DestinationSchema, FieldType
@@ -76,7 +78,7 @@ def diff_now(
 ) -> tuple[Diff, DestinationSchema]:
     """Snapshot the destination now and diff the model's rows against it."""
     config = loaded.config
-    schema = destination.describe()
+    schema = checked_describe(destination, config.mapping, model.schema, file=str(loaded.path))
     field_types(schema, config)
     progress(ProgressEvent("read destination", 0))
     snapshot = destination.snapshot(list(mapped_fields(config)))
@@ -96,20 +98,57 @@ def diff_now(
 def make_plan(loaded: LoadedConfig, *, progress: ProgressCallback = no_progress) -> Plan:
     """Read the source through the model and the destination now; return the plan."""
     config = loaded.config
+    operation = SyncOperation(config.operation)
     with open_destination(loaded) as destination, open_source(loaded) as source:
-        schema = destination.describe()
-        types = field_types(schema, config)
+        check_supported(
+            operation,
+            delete_missing=config.delete_missing,
+            capabilities=destination.capabilities,
+            shown=destination_name(config),
+            file=str(loaded.path),
+        )
         model = build_model(config.model)
-        result = _diff_in_place(loaded, destination, schema, source, model, progress)
+        columns, reader = _model_columns(model, source, destination, progress)
+        schema = checked_describe(destination, config.mapping, columns, file=str(loaded.path))
+        types = field_types(schema, config)
+        result = None
+        if reader is None:
+            result = _diff_in_place(loaded, destination, schema, source, model, progress)
         if result is None:
             progress(ProgressEvent("read source", 0))
-            result, _ = diff_now(loaded, destination, model.read(source), progress)
+            rows = reader if reader is not None else model.read(source)
+            result, _ = diff_now(loaded, destination, rows, progress)
     return Plan.from_diff(
-        result,
+        restrict(result, operation, delete_missing=config.delete_missing),
         config_fingerprint=config.fingerprint(),
         destination=destination_name(config),
         field_types=types,
+        operation=operation,
     )
+
+
+def _model_columns(
+    model: Model, source: Source, destination: Destination, progress: ProgressCallback
+) -> tuple[pa.Schema, pa.RecordBatchReader | None]:
+    """The model's columns and types, known before any destination data is read, and the reader
+    of its rows when one was opened (its schema is fixed before the first batch).
+
+    When the diff may run in place (an sql model over a DuckDB-backed source, a destination DuckDB
+    can read), no reader is opened: the types come from the model's query for no rows, so the
+    model is not computed twice.
+    """
+    query = model.sql()
+    if query is not None and isinstance(destination, DuckDBReadable):
+        con = source.duckdb_connection()
+        if con is not None:
+            con.close()
+            probe = f"SELECT * FROM ({query.strip().rstrip(';')}) AS trueup_model LIMIT 0"
+            empty = as_reader(source.read_query(probe), what="the model query")
+            empty.read_all()
+            return empty.schema, None
+    progress(ProgressEvent("read source", 0))
+    reader = model.read(source)
+    return reader.schema, reader
 
 
 def _diff_in_place(

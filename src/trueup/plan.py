@@ -7,6 +7,7 @@ can be reviewed and later applied exactly; apply refuses it when either fingerpr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 
 from trueup.diff import BEFORE, Action, Diff
 from trueup.errors import PlanError
+from trueup.operations import SyncOperation
 from trueup.schema import ARROW_TYPES, FieldType
 
 FORMAT = "trueup.plan/1"
@@ -38,6 +40,10 @@ class Plan:
     counts: Mapping[Action, int]
     field_changes: Mapping[str, int]
     records: pa.Table
+    operation: SyncOperation = SyncOperation.UPSERT
+    destination_rows: int = 0  # records in the snapshot
+    destination_values: Mapping[str, int] = dataclasses.field(default_factory=dict)  # per field
+    reverts_run: int | None = None  # a rollback plan (rollback.py): the run it reverts
 
     @classmethod
     def from_diff(
@@ -47,6 +53,7 @@ class Plan:
         config_fingerprint: str,
         destination: str,
         field_types: Mapping[str, FieldType],
+        operation: SyncOperation = SyncOperation.UPSERT,
     ) -> Plan:
         """Wrap a diff with the fingerprints that make the plan safe to apply later."""
         return cls(
@@ -59,6 +66,9 @@ class Plan:
             counts=dict(result.counts),
             field_changes=dict(result.field_changes),
             records=result.records.cast(records_schema(field_types, result.fields)),
+            operation=operation,
+            destination_rows=result.destination_rows,
+            destination_values=dict(result.destination_values),
         )
 
     @property
@@ -67,20 +77,32 @@ class Plan:
         return tuple(self.field_types)
 
     @property
+    def source_rows(self) -> int:
+        """Rows the model returned (every action but those of destination-only records)."""
+        held = (Action.MISSING_IN_SOURCE, Action.DELETE)
+        return sum(n for a, n in self.counts.items() if a not in held)
+
+    @property
     def write_count(self) -> int:
-        """How many records apply would send (creates and updates)."""
-        return self.counts[Action.CREATE] + self.counts[Action.UPDATE]
+        """How many records apply would send (creates, updates and deletes)."""
+        return sum(self.counts.get(a, 0) for a in (Action.CREATE, Action.UPDATE, Action.DELETE))
 
     def rows(self, *actions: Action) -> pa.Table:
         """The plan's records whose action is one of ``actions``."""
         mask = pc.is_in(self.records["action"], pa.array([a.value for a in actions]))
         return self.records.filter(mask)
 
-    def writes(self) -> pa.Table:
-        """Creates and updates as destination records: the key field and every mapped field."""
-        rows = self.rows(Action.CREATE, Action.UPDATE)
+    def writes(self, *actions: Action) -> pa.Table:
+        """Creates and updates (or the records of ``actions``) as destination records: the key
+        field and every mapped field."""
+        rows = self.rows(*(actions or (Action.CREATE, Action.UPDATE)))
         columns = [rows["key"], *(rows[f] for f in self.fields)]
         return pa.table(columns, names=[self.key_field, *self.fields])
+
+    def deletes(self) -> pa.Table:
+        """Records to delete, as destination records holding only the key field."""
+        rows = self.rows(Action.DELETE)
+        return pa.table([rows["key"]], names=[self.key_field])
 
     def sample(self, action: Action, limit: int) -> pa.Table:
         """The first ``limit`` records of ``action`` in key order (for reviews and reports)."""
@@ -96,14 +118,19 @@ class Plan:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _header(self) -> dict[str, Any]:
-        return {
+        # only rollback plans name a run: other plans' headers (and fingerprints) stay as they were
+        reverts = {} if self.reverts_run is None else {"reverts_run": self.reverts_run}
+        return reverts | {
             "config_fingerprint": self.config_fingerprint,
             "destination": self.destination,
             "destination_fingerprint": self.destination_fingerprint,
             "key_field": self.key_field,
+            "operation": self.operation.value,
             "fields": {f: t.value for f, t in self.field_types.items()},
             "counts": {a.value: n for a, n in self.counts.items()},
             "field_changes": dict(self.field_changes),
+            "destination_rows": self.destination_rows,
+            "destination_values": dict(self.destination_values),
         }
 
     # --- JSON ------------------------------------------------------------------------------------
@@ -129,16 +156,21 @@ class Plan:
         for row in self.records.take(order).to_pylist():
             action = row["action"]
             item: dict[str, Any] = {"key": row["key"], "action": action}
-            if action == Action.INVALID:
+            if action in (Action.INVALID, Action.CONFLICT):
                 item["reason"] = row["reason"]
-            if action == Action.UPDATE:
+            if action == Action.CONFLICT:
+                item["conflicts"] = {
+                    f: {"run_wrote": _encode(row[f]), "now": _encode(row[BEFORE + f])}
+                    for f in row["changed"]
+                }
+            if action in _BOTH_SIDES:
                 item["changes"] = {
                     f: {"before": _encode(row[BEFORE + f]), "after": _encode(row[f])}
                     for f in row["changed"]
                 }
-            prefix = BEFORE if action == Action.MISSING_IN_SOURCE else ""
+            prefix = BEFORE if action in _DESTINATION_ONLY else ""
             item["values"] = {f: _encode(row[prefix + f]) for f in self.fields}
-            if action == Action.UPDATE:
+            if action in _BOTH_SIDES:
                 item["before"] = {f: _encode(row[BEFORE + f]) for f in self.fields}
             records.append(item)
         return records
@@ -182,14 +214,18 @@ class Plan:
             columns["key"].append(item["key"])
             columns["action"].append(action.value)
             columns["reason"].append(item.get("reason"))
-            if action is Action.CREATE:
+            conflicting = item.get("conflicts", {}) if action is Action.CONFLICT else {}
+            if action in (Action.CREATE, Action.MISSING_IN_DESTINATION):
                 changed = [f for f in field_types if values.get(f) is not None]
             else:
-                changed = list(changes)
+                changed = list(conflicting or changes)
             columns["changed"].append(changed)
             for f, kind in field_types.items():
-                after = values.get(f) if action is not Action.MISSING_IN_SOURCE else None
-                prior = values.get(f) if action is Action.MISSING_IN_SOURCE else before.get(f)
+                dest_only = action in _DESTINATION_ONLY
+                after = None if dest_only else values.get(f)
+                if action is Action.CONFLICT:  # what the run wrote, in the conflicting fields
+                    after = conflicting.get(f, {}).get("run_wrote")
+                prior = values.get(f) if dest_only else before.get(f)
                 columns[f].append(_decode(after, kind))
                 columns[BEFORE + f].append(_decode(prior, kind))
         schema = records_schema(field_types, tuple(field_types))
@@ -203,11 +239,21 @@ class Plan:
             counts={a: int(data["counts"].get(a.value, 0)) for a in Action},
             field_changes={f: int(n) for f, n in data["field_changes"].items()},
             records=pa.table(columns, schema=schema),
+            operation=SyncOperation(data.get("operation", SyncOperation.UPSERT.value)),
+            destination_rows=int(data.get("destination_rows", 0)),
+            destination_values={f: int(n) for f, n in data.get("destination_values", {}).items()},
+            reverts_run=None if data.get("reverts_run") is None else int(data["reverts_run"]),
         )
         saved = data.get("plan_fingerprint")
         if saved is not None and saved != plan.fingerprint:
             raise ValueError("its records do not match its fingerprint (edited by hand?)")
         return plan
+
+
+# Actions whose records hold the destination's values only, and both sides' values.
+# A conflict's ``values`` are what the destination holds now; ``conflicts`` what the run wrote.
+_DESTINATION_ONLY = frozenset({Action.MISSING_IN_SOURCE, Action.DELETE, Action.CONFLICT})
+_BOTH_SIDES = frozenset({Action.UPDATE, Action.EXISTS_IN_DESTINATION})
 
 
 def records_schema(field_types: Mapping[str, FieldType], fields: tuple[str, ...]) -> pa.Schema:

@@ -112,3 +112,15 @@ def test_debug_shows_the_traceback_without_the_password(demo: Demo, trueup: True
     assert "SourceError" in ran.err
     assert ran.err.strip().splitlines()[-1].startswith("error: cannot connect")
     assert PASSWORD not in ran.err
+
+
+def test_square_brackets_in_a_message_are_printed_as_they_are(demo: Demo, trueup: Trueup) -> None:
+    # Rich would read "[day]" as markup and drop it; the message must reach the user intact.
+    def misspell(config: dict[str, Any]) -> None:
+        config["mapping"]["name"] = "Name[day]"
+
+    demo.edit_config(misspell)
+
+    line = trueup("plan").error_line(4)
+
+    assert "Name[day]" in line

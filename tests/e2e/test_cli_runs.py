@@ -30,7 +30,8 @@ def test_apply_twice_records_one_run_and_shows_it(demo: Demo, trueup: Trueup) ->
         "succeeded",
         str(expected["create"]),
         str(expected["update"]),
-        "0",
+        "0",  # deleted
+        "0",  # failed
         str(expected["invalid"]),
     ]
 

@@ -29,7 +29,9 @@ def test_plan_counts_are_the_injected_drift(tmp_path: Path) -> None:
 
     plan = make_plan(load_config(demo.config))
 
-    assert dict(plan.counts) == dict(demo.expected)
+    assert {a: n for a, n in plan.counts.items() if n} == {
+        a: n for a, n in demo.expected.items() if n
+    }
 
 
 def test_names_longer_than_the_field_are_invalid(tmp_path: Path) -> None:
@@ -57,7 +59,9 @@ def test_the_sandbox_org_plans_the_same_drift(
 
         plan = make_plan(load_config(demo.config))
 
-    assert dict(plan.counts) == dict(demo.expected)
+    assert {a: n for a, n in plan.counts.items() if n} == {
+        a: n for a, n in demo.expected.items() if n
+    }
     assert plan.destination == f"salesforce:{SALESFORCE_OBJECT}"
     # Field by field the same changes as against the SQLite CRM: nothing spurious from the wire.
     for action in (Action.CREATE, Action.UPDATE, Action.MISSING_IN_SOURCE, Action.INVALID):

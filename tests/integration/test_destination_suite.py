@@ -21,7 +21,7 @@ from trueup.destinations.base import Destination, Operation, OutcomeStatus, Writ
 from trueup.destinations.csv import CsvDestination
 from trueup.destinations.salesforce.destination import SalesforceDestination
 from trueup.destinations.sql import SqlDestination, create_table
-from trueup.errors import DestinationSchemaError
+from trueup.errors import DestinationSchemaError, FatalDestinationError
 from trueup.sandbox.objects import SField, SObject
 from trueup.sandbox.server import Sandbox
 from trueup.schema import DestinationSchema, FieldSpec, FieldType
@@ -339,3 +339,55 @@ def test_a_record_without_a_key_fails_alone(destination: Destination) -> None:
     ]
     assert result.outcomes[1].error_code
     assert sorted(state(destination)) == ["a-1", "c-3"]
+
+
+# --- operations other than upsert (each destination declares which it can do) -------------------
+def can(destination: Destination, operation: Operation) -> bool:
+    """Whether the destination declares ``operation``; one that does not (CSV files: upsert
+    only) must refuse such a batch as a whole, writing nothing, rather than upsert it."""
+    if operation in destination.capabilities.operations:
+        return True
+    before = state(destination)
+    with pytest.raises(FatalDestinationError):
+        destination.write(batch([{KEY: "z-9"}], columns=[KEY], operation=operation))
+    assert state(destination) == before
+    return False
+
+
+def test_update_only_updates_held_records_and_fails_the_others(destination: Destination) -> None:
+    if not can(destination, Operation.UPDATE):
+        return
+    destination.write(batch(ROWS[:1]))
+    changes = [{KEY: "a-1", "name": "Alpha 2"}, {KEY: "z-9", "name": "Nobody"}]
+    result = destination.write(batch(changes, columns=[KEY, "name"], operation=Operation.UPDATE))
+    assert statuses(result) == [("a-1", OutcomeStatus.UPDATED), ("z-9", OutcomeStatus.FAILED)]
+    assert result.outcomes[1].error_code
+    assert sorted(state(destination)) == ["a-1"]  # never created
+    assert state(destination)["a-1"]["name"] == "Alpha 2"
+
+
+def test_insert_only_creates_new_records_and_never_overwrites(destination: Destination) -> None:
+    if not can(destination, Operation.INSERT):
+        return
+    destination.write(batch(ROWS[:1]))
+    result = destination.write(
+        batch([{**ROWS[0], "name": "Overwritten"}, ROWS[1]], operation=Operation.INSERT)
+    )
+    assert statuses(result) == [("a-1", OutcomeStatus.FAILED), ("b-2", OutcomeStatus.CREATED)]
+    assert state(destination)["a-1"]["name"] == "Alpha"
+    assert state(destination)["b-2"] == ROWS[1]
+
+
+def test_delete_removes_records_by_key(destination: Destination) -> None:
+    if not can(destination, Operation.DELETE):
+        return
+    destination.write(batch(ROWS))
+    result = destination.write(
+        batch([{KEY: "a-1"}, {KEY: "c-3"}, {KEY: "z-9"}], columns=[KEY], operation=Operation.DELETE)
+    )
+    assert statuses(result) == [
+        ("a-1", OutcomeStatus.DELETED),
+        ("c-3", OutcomeStatus.DELETED),
+        ("z-9", OutcomeStatus.FAILED),
+    ]
+    assert sorted(state(destination)) == ["b-2"]

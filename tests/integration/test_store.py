@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,14 @@ import sqlalchemy as sa
 
 from trueup.destinations.base import OutcomeStatus, RecordOutcome
 from trueup.errors import StoreError
-from trueup.store import LATEST_VERSION, BeforeImage, RunStatus, RunStore, StoredOutcome
+from trueup.store import (
+    LATEST_VERSION,
+    BeforeImage,
+    RunStatus,
+    RunStore,
+    StoredCheck,
+    StoredOutcome,
+)
 from trueup.store.migrations import MIGRATIONS
 from trueup.store.tables import metadata
 
@@ -101,6 +109,7 @@ def test_run_round_trip_counts_and_failures(store: RunStore) -> None:
     assert runs[1].counts == {
         "created": 0,
         "updated": 0,
+        "deleted": 0,
         "failed": 0,
         "skipped": 0,
         "plan.create": 4,
@@ -122,6 +131,7 @@ def test_run_round_trip_counts_and_failures(store: RunStore) -> None:
     assert summary.counts == {
         "created": 3,
         "updated": 1,
+        "deleted": 0,
         "failed": 5,
         "skipped": 1,
         "plan.create": 4,
@@ -170,6 +180,52 @@ def test_before_images_round_trip(store: RunStore) -> None:
     assert store.before_images(run) == images
 
 
+def _check(
+    at: datetime, accuracy: float, destination: str = "sql:Product_Property__c"
+) -> StoredCheck:
+    return StoredCheck(
+        checked_at=at,
+        config_fingerprint="cfg0123456789abc",
+        destination=destination,
+        accuracy=accuracy,
+        compared=1_956,
+        agreeing=round(1_956 * accuracy / 100),
+        missing=235,
+        extra=30,
+        invalid=4,
+        passed=accuracy >= 99,
+        field_agreement={"Fraud_Detection_Enabled__c": 89.65717606042999, "Name": 100.0},
+    )
+
+
+def test_checks_round_trip_newest_first_per_destination(store: RunStore) -> None:
+    start = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    first = _check(start, 75.30674846625767)
+    # a time in another zone is kept as the same instant, handed back in UTC
+    eastern = (start + timedelta(hours=1)).astimezone(timezone(timedelta(hours=-4)))
+    ids = [
+        store.record_check(first),
+        store.record_check(_check(start, 100.0, destination="salesforce:Product_Property__c")),
+        store.record_check(_check(eastern, 99.5)),
+    ]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+
+    mine = store.list_checks(destination="sql:Product_Property__c")
+    assert [c.id for c in mine] == [ids[2], ids[0]]  # newest first, the other destination apart
+    assert mine[1] == dataclasses.replace(first, id=ids[0])  # every figure, floats exactly
+    assert mine[0].checked_at == start + timedelta(hours=1)
+    assert mine[0].checked_at.utcoffset() == timedelta(0)
+    assert (mine[0].passed, mine[1].passed) == (True, False)
+    assert [c.id for c in store.list_checks()] == ids[::-1]
+    assert [c.id for c in store.list_checks(limit=1)] == [ids[2]]
+    assert store.list_checks(destination="csv:out") == []
+
+
+def test_check_time_must_be_aware(store: RunStore) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.record_check(_check(datetime(2025, 6, 1, 12, 0), 100.0))
+
+
 def test_reopen_keeps_data_and_does_not_migrate_again(target: Target) -> None:
     with target.open() as store:
         run = _start(store)
@@ -184,7 +240,7 @@ def test_reopen_keeps_data_and_does_not_migrate_again(target: Target) -> None:
             versions = conn.execute(sa.text("SELECT version FROM schema_migrations")).all()
     finally:
         engine.dispose()
-    assert [v for (v,) in versions] == [1] == [LATEST_VERSION]
+    assert sorted(v for (v,) in versions) == list(range(1, LATEST_VERSION + 1))
 
 
 def test_store_from_a_newer_trueup_is_refused(target: Target) -> None:

@@ -97,7 +97,7 @@ def test_parse_full_query_uses_canonical_names() -> None:
                 Comparison("Fraud_Detection_Enabled__c", "boolean", Op.EQ, (True,)),
             )
         ),
-        order_by=(OrderItem("Name", False, False), OrderItem("Id", True, True)),
+        order_by=(OrderItem("Name", False, False), OrderItem("Id", True, True, "id")),
         limit=10,
         offset=5,
     )
@@ -267,6 +267,33 @@ def test_case_sensitive_fields_compare_exactly() -> None:
 )
 def test_order_by(order: str, expected: list[Any]) -> None:
     assert names(f"SELECT Name FROM {PP} ORDER BY {order}") == expected
+
+
+def test_ids_sort_by_value_and_paging_by_id_visits_each_record_once() -> None:
+    # Minted Ids run through base-62 digits (0-9, A-Z, a-z): ...0Z, ...0a, ...0b, ... ...0z, ...10
+    ids = [mint("a0X", n) for n in range(1, 150)]
+    rows = [_row(0, None, Id=i, Property__c=i) for i in random.Random(3).sample(ids, len(ids))]
+
+    def ordered(query: str) -> list[Any]:
+        return [r["Id"] for r in run(q(f"SELECT Id FROM {PP} {query}"), rows)]
+
+    assert ordered("ORDER BY Id") == ids
+    assert ordered("ORDER BY Id DESC") == ids[::-1]
+    assert [
+        r["Property__c"] for r in run(q(f"SELECT Property__c FROM {PP} ORDER BY Property__c"), rows)
+    ] == ids
+    for literal in (ids[40], ids[40][:15], ids[40].lower()):
+        assert ordered(f"WHERE Id > '{literal}' ORDER BY Id") == ids[41:], literal
+    seen: list[Any] = []
+    after = ""
+    while True:
+        where = f"WHERE Id > '{after}' " if after else ""
+        chunk = ordered(f"{where}ORDER BY Id LIMIT 40")
+        seen += chunk
+        if len(chunk) < 40:
+            break
+        after = chunk[-1]
+    assert seen == ids
 
 
 @pytest.mark.parametrize(

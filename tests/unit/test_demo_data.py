@@ -172,10 +172,11 @@ def enabled_offsets_are_negative(con: duckdb.DuckDBPyConnection) -> bool:
 def test_drift_numbers_are_in_the_requested_ranges(demo: DemoFiles) -> None:
     assert 0.11 * demo.records <= demo.drift[Drift.MISSING] <= 0.13 * demo.records
     assert 0.05 * demo.records <= demo.drift[Drift.WRONG_FLAG] <= 0.07 * demo.records
-    assert 1250 <= demo.drift[Drift.ALL_FALSE] <= 1350
+    # 4%: repairing them flips under 10% of the fraud flags, inside the default flip guard
+    assert 770 <= demo.drift[Drift.ALL_FALSE] <= 830
     assert 280 <= demo.drift[Drift.ORPHAN] <= 320
     assert 3 <= demo.invalid <= 5
-    assert sum(demo.expected[a] for a in Action if a is not Action.MISSING_IN_SOURCE) == (
+    assert sum(demo.expected.get(a, 0) for a in Action if a is not Action.MISSING_IN_SOURCE) == (
         demo.records
     )
 

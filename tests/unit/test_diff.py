@@ -207,12 +207,10 @@ def test_create_missing_and_counts_add_up() -> None:
     assert rows["new"]["changed"] == ["Name", "On__c"]
     assert rows["gone"]["action"] == Action.MISSING_IN_SOURCE
     assert rows["gone"][BEFORE + "Name"] == "G"
-    assert dict(result.counts) == {
+    assert {a: n for a, n in result.counts.items() if n} == {
         Action.CREATE: 1,
-        Action.UPDATE: 0,
         Action.UNCHANGED: 1,
         Action.MISSING_IN_SOURCE: 1,
-        Action.INVALID: 0,
     }
 
 

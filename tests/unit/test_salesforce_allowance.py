@@ -35,6 +35,11 @@ def test_estimate_by_write_path(
     assert estimate_calls(records, path=path, batch_size=batch_size) == expected
 
 
+def test_an_update_by_id_counts_its_lookup_queries() -> None:
+    # 2,000 records: 10 requests + 10 Id lookups (200 keys each), + 10%
+    assert estimate_calls(2000, path=WritePath.REST, batch_size=200, by_id=True) == 22
+
+
 @pytest.mark.parametrize(
     ("limits", "expected"),
     [

@@ -83,6 +83,17 @@ def test_api_reserve_defaults_to_1000_and_may_be_zero(
     assert load(tmp_path, text).config.destination.api_reserve == 0
 
 
+def test_snapshot_chunk_size_defaults_to_50000(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SF_TOKEN", "x")
+    assert load(tmp_path, BASE).config.destination.snapshot_chunk_size == 50_000
+    text = BASE.replace(
+        "object: Product_Property__c", "object: Product_Property__c\n  snapshot_chunk_size: 2000"
+    )
+    assert load(tmp_path, text).config.destination.snapshot_chunk_size == 2000
+
+
 def test_fingerprint_ignores_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SF_TOKEN", "one")
     first = load(tmp_path, BASE).config.fingerprint()
@@ -133,6 +144,9 @@ TOKEN_AUTH = (
          "destination.api_reserve: must be 0 or more"),
         ("object: Product_Property__c", "object: Product_Property__c\n  api_reserve: lots",
          "destination.api_reserve:"),
+        ("object: Product_Property__c", "object: Product_Property__c\n  snapshot_chunk_size: 500",
+         "destination.snapshot_chunk_size: must be between 2,000 and 5,000,000 records per "
+         "snapshot query (got 500)"),
         (TOKEN_AUTH, "auth: {kind: oauth}", "destination.auth.kind: unknown kind 'oauth'"),
         (TOKEN_AUTH, "auth: {kind: token, instance_url: 'acme.my.salesforce.com', "
          "access_token: x}", "destination.auth.instance_url: must be an https:// URL"),
@@ -256,7 +270,7 @@ def test_preflight_lists_every_problem_at_once() -> None:
             ["Name", "Fraud_Detection_Enabeld__c", "Locked__c", "Billing_Address__c", "Seats__c"],
             "Name",
             operation=Operation.UPSERT,
-            column_types={"Seats__c": pa.date32()},
+            columns={"Seats__c": pa.field("seats", pa.date32())},
             file="trueup.yml",
         )
     error = caught.value
@@ -269,7 +283,7 @@ def test_preflight_lists_every_problem_at_once() -> None:
     )
     assert "Locked__c is not updateable" in message
     assert "Billing_Address__c is a address field, which trueup cannot sync" in message
-    assert "Seats__c is integer in Salesforce but its model column is date32" in message
+    assert "Seats__c is an integer field but model column seats is date32 (" in message
 
 
 def test_preflight_passes_a_good_mapping_and_suggests_the_right_case() -> None:

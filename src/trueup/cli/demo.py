@@ -30,6 +30,7 @@ from trueup.destinations import open_destination
 from trueup.destinations.base import OutcomeStatus
 from trueup.diff import Action
 from trueup.errors import CheckFailed, PlanError, TrueupError
+from trueup.guards import judge
 from trueup.pipeline import make_plan
 from trueup.products import SALESFORCE_OBJECT
 from trueup.store import RunStore
@@ -89,6 +90,10 @@ def _steps(out: Console, err: Console, config: Path, state: SandboxState) -> int
     with render.progress_bar(err) as progress:
         plan = make_plan(loaded, progress=progress)
     render.render_plan(out, plan, sample=5)
+    store_url = loaded.config.store.url.get_secret_value()
+    with RunStore.open(store_url, base_dir=loaded.path.parent) as store:
+        verdicts = judge(plan, loaded.config.guards, store)
+    render.render_guards(out, verdicts)
 
     out.print(Rule("2. Apply (upserts by Reverse_ETL_ID__c)"))
     calls_before = state.api_used
@@ -106,10 +111,11 @@ def _steps(out: Console, err: Console, config: Path, state: SandboxState) -> int
             batch_size=loaded.config.destination.batch_size,
             guards=loaded.config.guards,
             command="demo",
+            verdicts=verdicts,
             progress=progress,
         )
         path = getattr(destination, "write_path", None)  # the path the destination took
-    render.render_apply(out, result)
+    render.render_apply(out, result, plan)
     out.print(_as_reported(result.counts, state.api_used - calls_before, path))
 
     out.print(Rule("3. Check (reads the org itself)"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,8 @@ from trueup.check import CheckReport
 from trueup.destinations.base import OutcomeStatus
 from trueup.diff import Action
 from trueup.doctor import Check
+from trueup.guards import GuardVerdict
+from trueup.operations import SyncOperation
 from trueup.plan import Plan
 from trueup.progress import ProgressEvent
 from trueup.store import RunDetail, RunSummary
@@ -28,10 +30,21 @@ if TYPE_CHECKING:
 ACTION_LABELS = {
     Action.CREATE: "create",
     Action.UPDATE: "update",
+    Action.DELETE: "delete",
     Action.UNCHANGED: "unchanged",
     Action.MISSING_IN_SOURCE: "missing in source",
+    Action.MISSING_IN_DESTINATION: "missing in destination",
+    Action.EXISTS_IN_DESTINATION: "exists in destination",
     Action.INVALID: "invalid",
+    Action.CONFLICT: "conflict",
 }
+# Shown only when the sync's operation (or a rollback) can produce them, or a plan has some.
+_OPERATION_ACTIONS = (
+    Action.DELETE,
+    Action.MISSING_IN_DESTINATION,
+    Action.EXISTS_IN_DESTINATION,
+    Action.CONFLICT,
+)
 SAMPLE = 10
 
 
@@ -55,11 +68,22 @@ def _titled(title: str) -> Table:
 
 def render_plan(console: Console, plan: Plan, *, sample: int = SAMPLE) -> None:
     """Summary table by action, per-field change counts, a sample of changes, invalid records."""
-    counts = _titled(f"Plan for {plan.destination}")
+    title = f"Plan for {plan.destination}"
+    if plan.reverts_run is not None:
+        title = f"Rollback of run {plan.reverts_run} on {plan.destination}"
+    elif plan.operation is not SyncOperation.UPSERT:
+        title += f" ({plan.operation.value} only)"
+    counts = _titled(title)
     counts.add_column("action")
     counts.add_column("records", justify="right")
+    writes = (Action.CREATE, Action.UPDATE, Action.DELETE)
     for action, label in ACTION_LABELS.items():
-        counts.add_row(label, f"{plan.counts[action]:,}")
+        optional = action in _OPERATION_ACTIONS or (
+            plan.reverts_run is not None and action not in writes  # a rollback: what it does
+        )
+        if optional and not plan.counts.get(action, 0):
+            continue
+        counts.add_row(label, f"{plan.counts.get(action, 0):,}")
     console.print(counts)
 
     changed = {f: n for f, n in plan.field_changes.items() if n}
@@ -80,15 +104,51 @@ def render_plan(console: Console, plan: Plan, *, sample: int = SAMPLE) -> None:
             for name in row["changed"]:
                 table.add_row(row["key"], name, show(row[f"before.{name}"]), show(row[name]))
         console.print(table)
+    _conflicts(console, plan, sample)
 
     _key_list(console, plan, Action.INVALID, "Invalid records (not sent)", sample * 2)
     _key_list(console, plan, Action.MISSING_IN_SOURCE, "Missing in source (left alone)", sample)
-    if plan.write_count == 0:
+    deleting = "created by the run" if plan.reverts_run is not None else "missing in source"
+    _key_list(console, plan, Action.DELETE, f"To delete ({deleting})", sample)
+    _key_list(
+        console,
+        plan,
+        Action.MISSING_IN_DESTINATION,
+        "Missing in destination (operation update: not created)",
+        sample,
+    )
+    _key_list(
+        console,
+        plan,
+        Action.EXISTS_IN_DESTINATION,
+        "Exist in destination and differ (operation insert: not updated)",
+        sample,
+    )
+    if plan.write_count == 0 and plan.reverts_run is not None:
+        console.print(f"[green]Nothing to roll back in run {plan.reverts_run}.[/green]")
+    elif plan.write_count == 0:
         console.print("[green]Nothing to apply: the destination already agrees.[/green]")
 
 
+def _conflicts(console: Console, plan: Plan, limit: int) -> None:
+    """A rollback's conflicts: records changed again since the run, field by field."""
+    total = plan.counts.get(Action.CONFLICT, 0)
+    if not total:
+        return
+    table = _titled(f"Conflicts (changed since the run, left alone): {total:,}")
+    for column in ("key", "field", "run wrote", "now", "why"):
+        table.add_column(column)
+    for row in plan.sample(Action.CONFLICT, limit).to_pylist():
+        for name in row["changed"]:
+            now = show(row[f"before.{name}"])
+            table.add_row(row["key"], name, show(row[name]), now, row["reason"])
+    console.print(table)
+    if total > limit:
+        console.print(f"  … and {total - limit:,} more (all of them in --json / --out)")
+
+
 def _key_list(console: Console, plan: Plan, action: Action, title: str, limit: int) -> None:
-    total = plan.counts[action]
+    total = plan.counts.get(action, 0)
     if not total:
         return
     shown = plan.sample(action, limit)
@@ -104,6 +164,28 @@ def _key_list(console: Console, plan: Plan, action: Action, title: str, limit: i
     console.print(table)
     if total > limit:
         console.print(f"  … and {total - limit:,} more (all of them in --json / --out)")
+
+
+def render_guards(console: Console, verdicts: Sequence[GuardVerdict]) -> None:
+    """One row per verdict: passed, tripped (blocks) or allowed past with --allow."""
+    if not verdicts:
+        return
+    table = _titled("Guards")
+    table.add_column("", no_wrap=True)
+    table.add_column("guard", no_wrap=True)
+    table.add_column("verdict")
+    for v in verdicts:
+        if not v.tripped:
+            mark = Text("✓", style="green")
+        elif v.allowed:
+            mark = Text("!", style="yellow")
+        else:
+            mark = Text("✗", style="red")
+        detail = v.message + (" (allowed by --allow)" if v.allowed else "")
+        if v.tripped and v.examples:
+            detail += f"; e.g. {', '.join(v.examples)}"
+        table.add_row(mark, v.guard.value, detail)
+    console.print(table)
 
 
 def render_doctor(console: Console, checks: list[Check]) -> None:
@@ -123,14 +205,18 @@ def render_doctor(console: Console, checks: list[Check]) -> None:
         console.print(f"[green]All {len(checks)} checks passed.[/green]")
 
 
-def render_apply(console: Console, result: ApplyResult) -> None:
+def render_apply(console: Console, result: ApplyResult, plan: Plan) -> None:
     """Outcome counts as the destination reported them, and failures by error code."""
     table = _titled(f"Run {result.run_id}: {result.status.value}")
     table.add_column("outcome")
     table.add_column("records", justify="right")
     table.add_row("processed", f"{result.processed:,}")
     for status in OutcomeStatus:
+        if status is OutcomeStatus.DELETED and not result.counts.get(status, 0):
+            continue
         table.add_row(status.value, f"{result.counts.get(status, 0):,}")
+    table.add_row("unchanged (not sent)", f"{plan.counts.get(Action.UNCHANGED, 0):,}")
+    table.add_row("invalid (not sent)", f"{plan.counts.get(Action.INVALID, 0):,}")
     table.add_row("error rate", f"{result.error_rate:.2%}")
     console.print(table)
     for code, n in sorted(result.error_codes.items(), key=lambda item: -item[1]):
@@ -193,26 +279,36 @@ def render_runs(console: Console, runs: list[RunSummary]) -> None:
         table.add_row(
             str(run.id),
             run.started_at.strftime("%b %d %H:%M"),
-            run.command,
+            _command(run),
             run.status.value,
             *(f"{run.counts.get(k, 0):,}" for k in OUTCOME_COLUMNS),
         )
     console.print(table)
 
 
-OUTCOME_COLUMNS = ("created", "updated", "failed", "skipped")
+OUTCOME_COLUMNS = ("created", "updated", "deleted", "failed", "skipped")
+
+
+def _command(run: RunSummary) -> str:
+    """The run's command; a rollback names the run it reverts."""
+    if run.reverts_run is None:
+        return run.command
+    return f"{run.command} of {run.reverts_run}"
 
 
 def render_run(console: Console, detail: RunDetail) -> None:
     """One run: outcome counts, plan counts, failures by code and the failed records."""
     run = detail.summary
-    console.print(f"Run {run.id}: {run.command} → {run.destination}, {run.status.value}")
+    console.print(f"Run {run.id}: {_command(run)} → {run.destination}, {run.status.value}")
     ended = run.finished_at.isoformat(timespec="seconds") if run.finished_at else "not finished"
     console.print(f"  started {run.started_at.isoformat(timespec='seconds')}")
     console.print(f"  finished {ended}")
     console.print(f"  plan {run.plan_fingerprint}, config {run.config_fingerprint}")
     if detail.message:
         console.print(f"  {detail.message}")
+    for guard in detail.guards:
+        allowed = " (allowed by --allow)" if guard.get("allowed") else ""
+        console.print(f"  guard {guard.get('guard')}: {guard.get('message')}{allowed}")
     table = _titled("Plan and outcomes")
     table.add_column("planned")
     table.add_column("records", justify="right")

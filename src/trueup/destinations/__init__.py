@@ -10,7 +10,7 @@ from trueup.config import (
     SalesforceDestinationConfig,
     SqlDestinationConfig,
 )
-from trueup.destinations.base import Destination
+from trueup.destinations.base import Destination, Operation
 
 __all__ = ["open_destination"]
 
@@ -43,5 +43,6 @@ def open_destination(loaded: LoadedConfig) -> Destination:
             fields=list(config.mapping.values()),
             base_dir=base_dir,
             config_file=str(loaded.path),
+            operation=Operation(config.operation),
         )
     assert_never(destination)

@@ -19,7 +19,9 @@ class Operation(StrEnum):
     """What a write does with each record."""
 
     UPSERT = "upsert"  # create or update by key; the destination says which happened
-    UPDATE = "update"  # update existing records only
+    UPDATE = "update"  # update existing records only; a key the destination lacks fails
+    INSERT = "insert"  # create new records only; a key the destination holds fails
+    DELETE = "delete"  # delete records by key (the batch holds only the key column)
 
 
 class OutcomeStatus(StrEnum):
@@ -27,6 +29,7 @@ class OutcomeStatus(StrEnum):
 
     CREATED = "created"
     UPDATED = "updated"
+    DELETED = "deleted"
     FAILED = "failed"
     SKIPPED = "skipped"
 

@@ -16,17 +16,16 @@ destination fields) as TEXT.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 
 from trueup.config import CsvDestinationConfig
+from trueup.csv_cells import csv_cell
 from trueup.destinations.base import (
     BatchResult,
     Capabilities,
@@ -214,15 +213,7 @@ def _missing_key(key: str) -> RecordOutcome:
 
 def _cell(value: object) -> str:
     """One CSV cell: ``true``/``false``, ISO dates, UTC datetimes with ``Z``, null as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return aware.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, str | int | float | Decimal):
-        return str(value)
-    raise DestinationSchemaError(f"cannot write a {type(value).__name__} value to a CSV cell")
+    try:
+        return csv_cell(value)
+    except ValueError as exc:
+        raise DestinationSchemaError(str(exc)) from None

@@ -60,7 +60,7 @@ from trueup.sqltext import quote_ident
 
 _CAPABILITIES = Capabilities(
     max_batch_size=10_000,
-    operations=frozenset({Operation.UPSERT, Operation.UPDATE}),
+    operations=frozenset(Operation),
     trims_text=False,
     empty_text_is_null=False,
     reports_created=True,

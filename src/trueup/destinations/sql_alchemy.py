@@ -25,13 +25,13 @@ from trueup.destinations.sql_backend import (
     RecordFailure,
     RecordRejected,
     TableEngine,
+    answers_for,
     key_text,
     last_occurrences,
     not_null_column,
     one_line,
     snake_code,
     to_arrow,
-    update_answers,
     upsert_answers,
 )
 from trueup.errors import (
@@ -162,16 +162,19 @@ class SqlAlchemyTable(TableEngine):
             if operation is Operation.UPSERT and self._is_pg:
                 result = conn.execute(self._pg_upsert(table, key), final)
                 return upsert_answers(keys, {key_text(k) for k, created in result if not created})
-            existing = self._existing(conn, table, key, final, lock=operation is Operation.UPDATE)
-            new = [row for row in final if key_text(row[key]) not in existing]
-            if operation is Operation.UPSERT and new:
+            locks = operation in (Operation.UPDATE, Operation.DELETE)
+            existing = self._existing(conn, table, key, final, lock=locks)
+            held = [r for r in final if key_text(r[key]) in existing]
+            new = [r for r in final if key_text(r[key]) not in existing]
+            if operation in (Operation.UPSERT, Operation.INSERT) and new:
                 conn.execute(sa.insert(table), new)
-            self._update(conn, table, key, [r for r in final if key_text(r[key]) in existing])
+            if operation is Operation.DELETE:
+                self._delete(conn, table, key, held)
+            elif operation is not Operation.INSERT:
+                self._update(conn, table, key, held)
         except (sa.exc.IntegrityError, sa.exc.DataError) as exc:
             raise RecordRejected(self._failure(exc)) from exc
-        if operation is Operation.UPDATE:
-            return update_answers(keys, existing, key)
-        return upsert_answers(keys, existing)
+        return answers_for(operation, keys, existing, key)
 
     def _pg_upsert(self, table: sa.TableClause, key: str) -> sa.Executable:
         stmt = pg_insert(table)
@@ -212,6 +215,13 @@ class SqlAlchemyTable(TableEngine):
         )
         params = [{"trueup_key": r[key], **{p: r[c] for c, p in names.items()}} for r in rows]
         conn.execute(stmt, params)
+
+    def _delete(
+        self, conn: sa.Connection, table: sa.TableClause, key: str, rows: list[dict[str, Any]]
+    ) -> None:
+        values = [row[key] for row in rows]
+        for start in range(0, len(values), 500):
+            conn.execute(sa.delete(table).where(table.c[key].in_(values[start : start + 500])))
 
     def close(self) -> None:
         """Dispose of the connection pool."""

@@ -106,6 +106,44 @@ def update_answers(keys: Sequence[str], existing: set[str], key_field: str) -> l
     ]
 
 
+def insert_answers(keys: Sequence[str], existing: set[str], key_field: str) -> list[Answer]:
+    """CREATED for the first occurrence of a key the table did not hold; DUPLICATE_VALUE else."""
+    seen = set(existing)
+    answers: list[Answer] = []
+    for key in keys:
+        if key in seen:
+            answers.append(
+                RecordFailure("DUPLICATE_VALUE", f"a record with {key_field} = {key!r} exists")
+            )
+        else:
+            answers.append(OutcomeStatus.CREATED)
+        seen.add(key)
+    return answers
+
+
+def delete_answers(keys: Sequence[str], existing: set[str], key_field: str) -> list[Answer]:
+    """DELETED for keys the table held, NOT_FOUND failures for the others."""
+    return [
+        OutcomeStatus.DELETED
+        if key in existing
+        else RecordFailure("NOT_FOUND", f"no record with {key_field} = {key!r}")
+        for key in keys
+    ]
+
+
+def answers_for(
+    operation: Operation, keys: Sequence[str], existing: set[str], key_field: str
+) -> list[Answer]:
+    """Each record's answer once ``operation`` ran, given the keys the table held before."""
+    if operation is Operation.UPDATE:
+        return update_answers(keys, existing, key_field)
+    if operation is Operation.INSERT:
+        return insert_answers(keys, existing, key_field)
+    if operation is Operation.DELETE:
+        return delete_answers(keys, existing, key_field)
+    return upsert_answers(keys, existing)
+
+
 def field_type_from_name(declared: str) -> tuple[FieldType, int | None]:
     """Map a declared SQL type name (SQLite, DuckDB) to a FieldType and a text length."""
     upper = declared.strip().upper()

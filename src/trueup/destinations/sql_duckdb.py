@@ -22,14 +22,13 @@ from trueup.destinations.sql_backend import (
     RecordFailure,
     RecordRejected,
     TableEngine,
+    answers_for,
     field_type_from_name,
     key_text,
     last_occurrences,
     not_null_column,
     one_line,
     snake_code,
-    update_answers,
-    upsert_answers,
 )
 from trueup.errors import (
     DestinationError,
@@ -188,20 +187,24 @@ class DuckDBTable(TableEngine):
         final = records.take(last)
         held = [keys[i] in existing for i in last]
         columns = [quote_ident(c) for c in records.column_names]
-        if operation is Operation.UPSERT and not all(held):
+        if operation is Operation.DELETE:
+            conn.register(_OLD, final.filter(pa.array(held)))
+            conn.execute(
+                f"DELETE FROM {self._sql_name} AS t WHERE t.{k} IN (SELECT b.{k} FROM {_OLD} AS b)"
+            )
+            return answers_for(operation, keys, existing, key)
+        if operation in (Operation.UPSERT, Operation.INSERT) and not all(held):
             conn.register(_NEW, final.filter(pa.array([not h for h in held])))
             names = ", ".join(columns)
             conn.execute(f"INSERT INTO {self._sql_name} ({names}) SELECT {names} FROM {_NEW}")
         values = [c for c in columns if c != k]
-        if any(held) and values:
+        if operation is not Operation.INSERT and any(held) and values:
             conn.register(_OLD, final.filter(pa.array(held)))
             sets = ", ".join(f"{c} = b.{c}" for c in values)
             conn.execute(
                 f"UPDATE {self._sql_name} AS t SET {sets} FROM {_OLD} AS b WHERE t.{k} = b.{k}"
             )
-        if operation is Operation.UPDATE:
-            return update_answers(keys, existing, key)
-        return upsert_answers(keys, existing)
+        return answers_for(operation, keys, existing, key)
 
     def _connect(self, *, write: bool) -> duckdb.DuckDBPyConnection:
         if self._conn is None:

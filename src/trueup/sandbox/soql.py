@@ -14,11 +14,11 @@ Grammar (keywords and names case-insensitive; wire spec §5.4)::
                | TODAY | YESTERDAY | TOMORROW
 
 Semantics follow Salesforce: text ``=``/``IN`` ignore case unless the field is case-sensitive,
-``''`` means null for text, Ids match 15 or 18 characters, a null boolean counts as false, and
-logic is two-valued (``Name != 'x'`` keeps rows whose Name is null). Errors are ``ApiError`` 400
-with the codes of §5.3 and a message pointing at the offending token, as Salesforce does. What
-Salesforce supports but the sandbox does not (relationships, subqueries, GROUP BY, functions, ...)
-is a MALFORMED_QUERY that says so.
+``''`` means null for text, Ids match 15 or 18 characters and sort case-exact (base-62 order, as
+``Id >`` compares), a null boolean counts as false, and logic is two-valued (``Name != 'x'``
+keeps rows whose Name is null). Errors are ``ApiError`` 400 with the codes of §5.3 and a message
+pointing at the offending token, as Salesforce does. What Salesforce supports but the sandbox does
+not (relationships, subqueries, GROUP BY, functions, ...) is a MALFORMED_QUERY that says so.
 """
 
 from __future__ import annotations
@@ -253,13 +253,13 @@ class _Parser:
     def order_by(self, sobject: SObject) -> tuple[OrderItem, ...]:
         items = []
         while True:
-            name = self.field(sobject, self.name_token()).name
+            field = self.field(sobject, self.name_token())
             direction = self.accept("ASC", "DESC")
             ascending = direction is None or direction.upper == "ASC"
             nulls_first = ascending
             if self.accept("NULLS"):
                 nulls_first = self.expect("FIRST", "LAST").upper == "FIRST"
-            items.append(OrderItem(name, ascending, nulls_first))
+            items.append(OrderItem(field.name, ascending, nulls_first, field.type))
             if not self.accept(","):
                 return tuple(items)
 

@@ -2,9 +2,10 @@
 
 ``run`` follows Salesforce's comparison rules: text ``=``, ``!=`` and ``IN`` ignore case unless the
 field is case-sensitive, an empty string is null, Ids match in their 15- or 18-character form (an
-18-character Id in any case), a null checkbox is false, TODAY on a datetime field is the whole UTC
-day, and logic is two-valued: a comparison with a null value is false, and its negation
-(``!=``, ``NOT IN``, ``NOT``) true. A stored value of the wrong type never matches.
+18-character Id in any case) and sort by value, case-exact (``ORDER BY Id`` agrees with ``Id >``,
+so paging by Id visits each record once), a null checkbox is false, TODAY on a datetime field is
+the whole UTC day, and logic is two-valued: a comparison with a null value is false, and its
+negation (``!=``, ``NOT IN``, ``NOT``) true. A stored value of the wrong type never matches.
 """
 
 from __future__ import annotations
@@ -78,11 +79,12 @@ Condition: TypeAlias = Comparison | Not | And | Or
 
 @dataclass(frozen=True)
 class OrderItem:
-    """One ORDER BY key."""
+    """One ORDER BY key; Id and lookup fields sort by the Id's value (``field_type``)."""
 
     field: str
     ascending: bool
     nulls_first: bool
+    field_type: str = "string"
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,16 @@ def _id_key(value: str) -> str:
 
 def _sort_key(item: OrderItem) -> Any:
     null_rank = 0 if item.nulls_first == item.ascending else 2
+    by_id = item.field_type in {"id", "reference"}
 
     def key(row: Mapping[str, Any]) -> tuple[Any, ...]:
         value = row.get(item.field)
         if value is None or value == "":
             return (null_rank,)
         if isinstance(value, str):
-            return (1, 0, value.casefold())
+            # Ids sort by value, case-exact: base-62 order (0-9, A-Z, a-z) is the code-point
+            # order of the 15-character form, the same order ``Id > '...'`` compares in.
+            return (1, 0, _id_key(value) if by_id else value.casefold())
         if isinstance(value, bool | int | float):
             return (1, 1, value)
         if isinstance(value, datetime):

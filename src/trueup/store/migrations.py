@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -93,8 +95,58 @@ def _v1_runs_outcomes_before_images(conn: Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+def _v2_checks(conn: Connection) -> None:
+    # One row per `trueup check`, so a report can show accuracy over time. Self-contained, as v1.
+    big_id = BigInteger().with_variant(Integer(), "sqlite")
+    md = MetaData()
+    Table(
+        "checks",
+        md,
+        Column("id", big_id, primary_key=True),
+        Column("checked_at", UTCDateTime, nullable=False),
+        Column("config_fingerprint", Text, nullable=False),
+        Column("destination", Text, nullable=False),
+        Column("accuracy", Float, nullable=False),
+        Column("compared", BigInteger, nullable=False),
+        Column("agreeing", BigInteger, nullable=False),
+        Column("missing", BigInteger, nullable=False),
+        Column("extra", BigInteger, nullable=False),
+        Column("invalid", BigInteger, nullable=False),
+        Column("field_agreement", Text, nullable=False),
+        Column("passed", Boolean, nullable=False),
+        Index("ix_checks_destination_id", "destination", "id"),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
+def _v3_run_safety(conn: Connection) -> None:
+    # Runs learn who ran them (to tell a dead process from a live one), which guards were
+    # allowed past, and which run they roll back; sync_locks holds one row per running sync.
+    for column in (
+        "ALTER TABLE runs ADD COLUMN host TEXT",
+        "ALTER TABLE runs ADD COLUMN pid INTEGER",
+        "ALTER TABLE runs ADD COLUMN guards TEXT",  # JSON list of guard verdicts
+        "ALTER TABLE runs ADD COLUMN reverts_run BIGINT",
+    ):
+        conn.exec_driver_sql(column)
+    md = MetaData()
+    Table(
+        "sync_locks",
+        md,
+        Column("sync", Text, primary_key=True),  # the destination's display name
+        Column("run_id", BigInteger, nullable=True),
+        Column("host", Text, nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("acquired_at", UTCDateTime, nullable=False),
+        Column("heartbeat_at", UTCDateTime, nullable=False),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, outcomes and before-images", _v1_runs_outcomes_before_images),
+    Migration(2, "checks", _v2_checks),
+    Migration(3, "run host, pid, guards, reverts_run; sync locks", _v3_run_safety),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -8,21 +8,32 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from trueup.destinations.base import OutcomeStatus, RecordOutcome
 from trueup.errors import StoreError
+from trueup.store import locks
 from trueup.store import tables as t
 from trueup.store.engine import WRITE_OPTION, StoreEngine, create_store_engine, one_line
 from trueup.store.migrations import migrate
-from trueup.store.values import BeforeImage, RunDetail, RunStatus, RunSummary, StoredOutcome
+from trueup.store.values import (
+    BeforeImage,
+    InterruptedRun,
+    RunDetail,
+    RunStatus,
+    RunSummary,
+    StoredCheck,
+    StoredOutcome,
+    SyncLock,
+)
 
 NO_ERROR_CODE = "(no code)"  # the error_codes key for failures the destination gave no code for
 
@@ -60,8 +71,12 @@ class RunStore:
         config_fingerprint: str,
         plan_fingerprint: str,
         plan_counts: Mapping[str, int],
+        guards: Sequence[Mapping[str, Any]] = (),
+        reverts_run: int | None = None,
     ) -> int:
-        """Record a new RUNNING run and return its id; plan counts are kept as ``plan.<action>``."""
+        """Record a new RUNNING run and return its id; plan counts are kept as ``plan.<action>``,
+        ``guards`` (the verdicts the run was let through with, as JSON objects) as given;
+        ``reverts_run``: the run a rollback reverts."""
         counts = {f"plan.{k.removeprefix('plan.')}": int(v) for k, v in plan_counts.items()}
         row = {
             "command": command,
@@ -73,12 +88,18 @@ class RunStore:
             "plan_fingerprint": plan_fingerprint,
             "plan_counts": json.dumps(counts, sort_keys=True),
             "message": None,
+            "guards": json.dumps(list(guards)) if guards else None,
+            "reverts_run": reverts_run,
         }
+        me = locks.Holder.this_process()
+        row |= {"host": me.host, "pid": me.pid}  # so a run its process left can be told dead
         with self._transaction("cannot start a run", write=True) as conn:
             # inserted_primary_key rather than RETURNING: SQLite before 3.35 has no RETURNING.
             key = conn.execute(t.runs.insert(), row).inserted_primary_key
             assert key is not None
-            return int(key[0])
+            run_id = int(key[0])
+            locks.started(conn, run_id, destination, me, store=self._display)
+            return run_id
 
     def record_batch(
         self,
@@ -119,6 +140,13 @@ class RunStore:
                 conn.execute(t.outcomes.insert(), outcome_rows)
             if image_rows:
                 conn.execute(t.before_images.insert(), image_rows)
+            me = locks.Holder.this_process()
+            ours = locks.beat_for_run(conn, run_id, me, store=self._display)
+        if ours is False:  # after the commit: what the destination answered is kept
+            raise StoreError(
+                f"run {run_id} lost its sync lock: another process took it over, judging this one "
+                "gone (no heartbeat); stopping before the next batch"
+            )
 
     def finish_run(self, run_id: int, status: RunStatus, *, message: str | None = None) -> None:
         """Mark a run finished with ``status`` (not RUNNING) and an optional one-line message."""
@@ -131,6 +159,81 @@ class RunStore:
             )
             if result.rowcount == 0:
                 raise StoreError(f"no run {run_id}")
+        locks.finished(self._display, run_id)
+
+    # --- crash safety: dead runs and sync locks (store/locks.py) ---------------------------------
+    def reap_interrupted(
+        self, *, stale_after: timedelta = locks.STALE_AFTER
+    ) -> list[InterruptedRun]:
+        """Mark every RUNNING run whose process is gone (killed, crashed) INTERRUPTED.
+
+        Its stored outcomes stay; the records of its batch in flight get SKIPPED NOT_CONFIRMED.
+        """
+        me = locks.Holder.this_process()
+        with self._transaction("cannot mark interrupted runs", write=True) as conn:
+            return locks.reap(conn, me, store=self._display, stale_after=stale_after)
+
+    def mark_unconfirmed(self, run_id: int) -> int:
+        """Store SKIPPED NOT_CONFIRMED for the run's records sent without an answer stored (a
+        batch in flight when the run ended); return how many."""
+        with self._transaction(f"cannot mark the batch in flight of run {run_id}", write=True) as c:
+            return locks.mark_in_flight(c, run_id)
+
+    def acquire_lock(
+        self, sync: str, *, stale_after: timedelta = locks.STALE_AFTER
+    ) -> locks.HeldLock:
+        """Take ``sync``'s lock (SyncLocked if a live process holds it); prefer ``sync_lock``."""
+        me = locks.Holder.this_process()
+        with self._transaction(f"cannot lock sync {sync}", write=True) as conn:
+            held = locks.acquire(conn, sync, me, store=self._display, stale_after=stale_after)
+        locks.holding(held)
+        return held
+
+    def release_lock(self, held: locks.HeldLock) -> None:
+        """Give the lock up (unless another process has taken it over since)."""
+        with self._transaction(f"cannot unlock sync {held.sync}", write=True) as conn:
+            locks.release(conn, held)
+
+    def heartbeat(self, held: locks.HeldLock) -> bool:
+        """Refresh the lock's heartbeat; False (and ``held.lost``) when it is no longer ours."""
+        with self._transaction(f"cannot refresh the lock of sync {held.sync}", write=True) as conn:
+            ours = locks.beat(conn, held)
+        held.lost = held.lost or not ours
+        return ours
+
+    @contextmanager
+    def sync_lock(
+        self,
+        sync: str,
+        *,
+        stale_after: timedelta = locks.STALE_AFTER,
+        heartbeat_every: float = locks.HEARTBEAT_EVERY,
+    ) -> Iterator[locks.HeldLock]:
+        """Hold ``sync``'s lock (the destination's display name) for the block, with a heartbeat.
+
+        Raises SyncLocked, naming the holder, when a live process holds it. A lock left by a
+        process that is gone is taken over: ``held.cleared`` says whose and why (warn the user).
+        A run started in the block for the same sync is named in the lock.
+        """
+        held = self.acquire_lock(sync, stale_after=stale_after)
+        beating = heartbeat_every > 0 and not isinstance(self._engine.pool, StaticPool)
+        heart = locks.Heartbeat(lambda: self.heartbeat(held), every=heartbeat_every)
+        if beating:  # an in-memory store has one connection, and no other process to tell
+            heart.start()
+        try:
+            yield held
+        except BaseException:
+            heart.stop()
+            with suppress(StoreError):  # the error in flight matters more; the lock goes stale
+                self.release_lock(held)
+            raise
+        heart.stop()
+        self.release_lock(held)
+
+    def list_locks(self) -> list[SyncLock]:
+        """The sync locks held now (a stale one is cleared only when someone takes it)."""
+        with self._transaction("cannot list sync locks", write=False) as conn:
+            return locks.list_locks(conn)
 
     # --- reading ----------------------------------------------------------------------------------
     def list_runs(self, limit: int = 50) -> list[RunSummary]:
@@ -165,6 +268,7 @@ class RunStore:
             failures=[_stored_outcome(r) for r in failures],
             error_codes=dict(by_code),
             message=row.message,
+            guards=json.loads(row.guards) if row.guards else [],
         )
 
     def outcomes(self, run_id: int) -> list[StoredOutcome]:
@@ -185,6 +289,47 @@ class RunStore:
                 table.select().where(table.c.run_id == run_id).order_by(table.c.id)
             ).all()
         return [BeforeImage(r.key, r.field, r.before_json, r.after_json) for r in rows]
+
+    def rollbacks_of(self, run_id: int) -> list[RunSummary]:
+        """The runs that rolled back run ``run_id`` (``reverts_run``), oldest first."""
+        with self._transaction(f"cannot read rollbacks of run {run_id}", write=False) as conn:
+            rows = conn.execute(
+                t.runs.select().where(t.runs.c.reverts_run == run_id).order_by(t.runs.c.id)
+            ).all()
+            counts = self._outcome_counts(conn, [row.id for row in rows])
+        return [_summary(row, counts.get(row.id, {})) for row in rows]
+
+    # --- checks -----------------------------------------------------------------------------------
+    def record_check(self, check: StoredCheck) -> int:
+        """Keep one check's figures (``check.id`` is ignored); return the id it was given."""
+        if check.checked_at.tzinfo is None:
+            raise ValueError("a check's time must be timezone-aware")
+        row = {
+            "checked_at": check.checked_at,
+            "config_fingerprint": check.config_fingerprint,
+            "destination": check.destination,
+            "accuracy": float(check.accuracy),
+            "compared": int(check.compared),
+            "agreeing": int(check.agreeing),
+            "missing": int(check.missing),
+            "extra": int(check.extra),
+            "invalid": int(check.invalid),
+            "field_agreement": json.dumps(dict(check.field_agreement)),
+            "passed": bool(check.passed),
+        }
+        with self._transaction("cannot record a check", write=True) as conn:
+            key = conn.execute(t.checks.insert(), row).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def list_checks(self, *, destination: str | None = None, limit: int = 50) -> list[StoredCheck]:
+        """The latest ``limit`` checks (of one destination, when given), newest first."""
+        query = t.checks.select().order_by(t.checks.c.id.desc()).limit(max(limit, 0))
+        if destination is not None:
+            query = query.where(t.checks.c.destination == destination)
+        with self._transaction("cannot list checks", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [_stored_check(row) for row in rows]
 
     # --- lifecycle --------------------------------------------------------------------------------
     def close(self) -> None:
@@ -250,6 +395,9 @@ def _summary(row: Row[Any], outcome_counts: Mapping[str, int]) -> RunSummary:
         config_fingerprint=row.config_fingerprint,
         plan_fingerprint=row.plan_fingerprint,
         counts=counts,
+        host=row.host,
+        pid=int(row.pid) if row.pid is not None else None,
+        reverts_run=int(row.reverts_run) if row.reverts_run is not None else None,
     )
 
 
@@ -260,4 +408,21 @@ def _stored_outcome(row: Row[Any]) -> StoredOutcome:
         error_code=row.error_code,
         message=row.message,
         batch=int(row.batch),
+    )
+
+
+def _stored_check(row: Row[Any]) -> StoredCheck:
+    return StoredCheck(
+        id=int(row.id),
+        checked_at=row.checked_at,
+        config_fingerprint=row.config_fingerprint,
+        destination=row.destination,
+        accuracy=float(row.accuracy),
+        compared=int(row.compared),
+        agreeing=int(row.agreeing),
+        missing=int(row.missing),
+        extra=int(row.extra),
+        invalid=int(row.invalid),
+        field_agreement={str(k): float(v) for k, v in json.loads(row.field_agreement).items()},
+        passed=bool(row.passed),
     )

@@ -11,8 +11,10 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -73,7 +75,22 @@ runs = Table(
     Column("plan_fingerprint", Text, nullable=False),
     Column("plan_counts", Text, nullable=False),  # JSON object {"plan.create": n, ...}
     Column("message", Text, nullable=True),
+    Column("host", Text, nullable=True),  # who ran it: a RUNNING run of a dead pid was killed
+    Column("pid", Integer, nullable=True),
+    Column("guards", Text, nullable=True),  # JSON list of guard verdicts (allowed ones marked)
+    Column("reverts_run", BigId, nullable=True),  # a rollback: the run it reverts
     sqlite_autoincrement=True,  # run ids are never reused: `trueup rollback RUN` names them
+)
+
+sync_locks = Table(
+    "sync_locks",
+    metadata,
+    Column("sync", Text, primary_key=True),  # the destination's display name
+    Column("run_id", BigInteger, nullable=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
 )
 
 outcomes = Table(
@@ -102,4 +119,22 @@ before_images = Table(
     Column("before_json", Text, nullable=True),
     Column("after_json", Text, nullable=True),
     Index("ix_before_images_run_id_key", "run_id", "key"),
+)
+
+checks = Table(
+    "checks",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("config_fingerprint", Text, nullable=False),
+    Column("destination", Text, nullable=False),
+    Column("accuracy", Float, nullable=False),  # percent
+    Column("compared", BigInteger, nullable=False),
+    Column("agreeing", BigInteger, nullable=False),
+    Column("missing", BigInteger, nullable=False),  # in the destination
+    Column("extra", BigInteger, nullable=False),  # in the destination, key not in the source
+    Column("invalid", BigInteger, nullable=False),
+    Column("field_agreement", Text, nullable=False),  # JSON object {field: percent}
+    Column("passed", Boolean, nullable=False),  # every threshold of the check held
+    Index("ix_checks_destination_id", "destination", "id"),
 )

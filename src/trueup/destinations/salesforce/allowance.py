@@ -59,14 +59,21 @@ class Allowance:
         return cls(maximum, max(maximum - used, 0))
 
 
-def estimate_calls(records: int, *, path: WritePath, batch_size: int) -> int:
-    """API calls writing ``records`` through ``path`` is expected to take, resends included."""
+ID_LOOKUP_KEYS = 200  # keys per Id lookup query (soql.MAX_IN_VALUES)
+
+
+def estimate_calls(records: int, *, path: WritePath, batch_size: int, by_id: bool = False) -> int:
+    """API calls writing ``records`` through ``path`` is expected to take, resends included;
+    ``by_id``: each record's Id is looked up by its key first (update, delete: one query per
+    200 keys)."""
     if records <= 0:
         return 0
     if path is WritePath.BULK:
         calls = math.ceil(records / JOB_RECORDS) * (JOB_CALLS + JOB_POLLS)
     else:
         calls = math.ceil(records / batch_size)
+    if by_id:
+        calls += math.ceil(records / ID_LOOKUP_KEYS)
     return calls + math.ceil(calls * RETRY_MARGIN)
 
 

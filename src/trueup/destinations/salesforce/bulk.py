@@ -1,4 +1,4 @@
-"""Bulk API 2.0 upsert: one ingest job per call, a CSV written here, outcomes from the result files.
+"""Bulk API 2.0 writes (upsert, insert, update): one ingest job a call, outcomes from result files.
 
 ``BulkWriter.upsert`` creates an ingest job (``POST jobs/ingest``, wire spec §8.1), uploads one
 CSV (§8.2), closes the job (``UploadComplete``, §8.3), polls its info until a terminal state
@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from trueup.destinations.base import OutcomeStatus, RecordOutcome
+from trueup.destinations.base import Operation, OutcomeStatus, RecordOutcome
 from trueup.destinations.salesforce.client import _error_codes, _json, with_retries
 from trueup.errors import (
     ApiAllowanceExhausted,
@@ -136,6 +136,17 @@ class BulkWriter:
 
         External ID values must be present and unique (without regard to case) in one call.
         """
+        return self.write(records, Operation.UPSERT)
+
+    def write(
+        self, records: Sequence[Mapping[str, Any]], operation: Operation
+    ) -> list[RecordOutcome]:
+        """``operation`` (upsert, insert, or update by ``Id``) on ``records`` in one job.
+
+        Every record carries its external ID value, which matches it to its result row.
+        """
+        if operation is Operation.DELETE:
+            raise ValueError("trueup deletes through REST collections, not Bulk")
         if not records:
             return []
         cells = [csv_cell(r.get(self.external_field)) for r in records]
@@ -146,7 +157,7 @@ class BulkWriter:
                 f"Bulk upload of {len(records):,} records is {len(body):,} bytes, over the "
                 f"{MAX_UPLOAD_BYTES:,} bytes one job takes; send fewer records per write"
             )
-        job_id = self._open()
+        job_id = self._open(operation)
         try:
             self._upload(job_id, body)
             self._close(job_id)
@@ -175,15 +186,16 @@ class BulkWriter:
 
     # -- the job's steps -----------------------------------------------------------------------
 
-    def _open(self) -> str:
+    def _open(self, operation: Operation) -> str:
         spec = {
             "object": self.sobject,
-            "operation": "upsert",
-            "externalIdFieldName": self.external_field,
+            "operation": operation.value,
             "contentType": "CSV",
             "lineEnding": "LF",
             "columnDelimiter": "COMMA",
         }
+        if operation is Operation.UPSERT:
+            spec["externalIdFieldName"] = self.external_field
         info = self._retried(lambda: _json(self.client.request("POST", "jobs/ingest", json=spec)))
         job_id = info.get("id") if isinstance(info, dict) else None
         if not isinstance(job_id, str) or not job_id:

@@ -36,8 +36,12 @@ from typing import Any, Protocol
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from trueup.destinations.base import OutcomeStatus, RecordOutcome
-from trueup.errors import FatalDestinationError, TransientDestinationError
+from trueup.destinations.base import Operation, OutcomeStatus, RecordOutcome
+from trueup.errors import (
+    ApiAllowanceExhausted,
+    FatalDestinationError,
+    TransientDestinationError,
+)
 
 MAX_BATCH_SIZE = 200  # records per collections request (§7.1; more is EXCEEDED_ID_LIMIT)
 LOCK_ERROR = "UNABLE_TO_LOCK_ROW"
@@ -67,7 +71,14 @@ class JsonResponse(Protocol):
 class CollectionsClient(Protocol):
     """The part of ``SalesforceClient`` the writer uses: authenticated calls under the data root."""
 
-    def request(self, method: str, path: str, *, json: Any = None) -> JsonResponse:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> JsonResponse:
         """Call ``path`` under ``/services/data/vNN.N/``; raise trueup's errors on failure."""
 
 
@@ -157,9 +168,30 @@ class CollectionsWriter:
 
     def upsert(self, records: Sequence[Mapping[str, Any]]) -> list[RecordOutcome]:
         """Create or update ``records`` (JSON-ready field values); one outcome each, in order."""
+        return self.write(records, Operation.UPSERT)
+
+    def write(
+        self, records: Sequence[Mapping[str, Any]], operation: Operation
+    ) -> list[RecordOutcome]:
+        """``operation`` on ``records``; one outcome each, in order.
+
+        Update and delete records carry their ``Id`` (delete sends only the Ids); every record
+        carries the external ID field, which names it in its outcome.
+        """
         if not records:
             return []
-        run = _Run(records, self.external_field)
+        run = _Run(records, self.external_field, operation)
+        try:
+            self._write_all(run)
+        except ApiAllowanceExhausted as exc:
+            # Requests in flight have finished (the pool waits for them): report what they saved.
+            saved = run.partial()
+            mid_write = exc.mid_write or any(o is not None for o in saved)
+            raise ApiAllowanceExhausted(str(exc), mid_write=mid_write, partial=saved) from exc
+        return run.results()
+
+    def _write_all(self, run: _Run) -> None:
+        records = run.records
         start = 0
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="trueup-collections") as pool:
             running: set[Future[None]] = set()
@@ -178,7 +210,6 @@ class CollectionsWriter:
                 for future in running:
                     future.cancel()
                 raise
-        return run.results()
 
     # -- one chunk ---------------------------------------------------------------------------
 
@@ -233,10 +264,7 @@ class CollectionsWriter:
 
     def _send(self, run: _Run, items: list[int]) -> list[_Answer]:
         """One collections request for ``items``, resent while it fails transiently."""
-        body = {
-            "allOrNone": False,
-            "records": [{"attributes": {"type": self.sobject}, **run.records[i]} for i in items],
-        }
+        call = self._call(run, items)
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=self._wait_for,
@@ -244,17 +272,35 @@ class CollectionsWriter:
             sleep=self._sleep,
             reraise=True,
         )
-        payload = retrying(self._request, body, len(items))
-        return _parse(payload, len(items))
+        payload = retrying(self._request, call, len(items))
+        return _parse(payload, len(items), run.operation)
 
-    def _request(self, body: dict[str, Any], count: int) -> Any:
+    def _call(self, run: _Run, items: list[int]) -> _Call:
+        """The collections call for ``items`` (wire spec §7)."""
+        if run.operation is Operation.DELETE:
+            ids = ",".join(str(run.records[i]["Id"]) for i in items)
+            params = {"ids": ids, "allOrNone": "false"}
+            return _Call("DELETE", "composite/sobjects", None, params)
+        body = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": self.sobject}, **run.records[i]} for i in items],
+        }
+        if run.operation is Operation.INSERT:
+            return _Call("POST", "composite/sobjects", body)
+        if run.operation is Operation.UPDATE:
+            return _Call("PATCH", "composite/sobjects", body)
+        return _Call("PATCH", self._path, body)
+
+    def _request(self, call: _Call, count: int) -> Any:
         if self._before_request is not None:
             self._before_request()
         with self._lock:
             self._requests_sent += 1
             self._records_sent += count
         # The client reports a whole-request lock (a 400 UNABLE_TO_LOCK_ROW, §9.1) as transient.
-        return self.client.request("PATCH", self._path, json=body).json()
+        if call.params is None:
+            return self.client.request(call.method, call.path, json=call.body).json()
+        return self.client.request(call.method, call.path, params=call.params).json()
 
     # -- backoff and batch size --------------------------------------------------------------
 
@@ -277,11 +323,24 @@ class CollectionsWriter:
             self._batch_size = min(self._batch_size, size)
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One collections request: method, path under the data root, JSON body, query string."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    params: dict[str, str] | None = None
+
+
 class _Run:
     """The records of one ``upsert`` call and what became of each (indexes are input positions)."""
 
-    def __init__(self, records: Sequence[Mapping[str, Any]], external_field: str) -> None:
+    def __init__(
+        self, records: Sequence[Mapping[str, Any]], external_field: str, operation: Operation
+    ) -> None:
         self.records = records
+        self.operation = operation
         self.keys = [_key_text(r.get(external_field)) for r in records]
         self._outcomes: list[RecordOutcome | None] = [None] * len(records)
         self._locks = [0] * len(records)
@@ -293,7 +352,11 @@ class _Run:
         return self._locks[index] < attempts
 
     def settle(self, index: int, answer: _Answer) -> None:
-        self._outcomes[index] = _outcome(self.keys[index], answer)
+        self._outcomes[index] = _outcome(self.keys[index], answer, self.operation)
+
+    def partial(self) -> list[RecordOutcome | None]:
+        """Each record's outcome so far (None: no answer yet), in input order."""
+        return list(self._outcomes)
 
     def results(self) -> list[RecordOutcome]:
         missing = [self.keys[i] for i, o in enumerate(self._outcomes) if o is None]
@@ -307,20 +370,22 @@ def _chunk_failed(answers: Sequence[_Answer]) -> bool:
     return not any(a.success for a in answers) and any(a.automation for a in answers)
 
 
-def _parse(payload: Any, count: int) -> list[_Answer]:
+def _parse(payload: Any, count: int, operation: Operation) -> list[_Answer]:
     if not isinstance(payload, list) or len(payload) != count:
         got = f"{len(payload)} results" if isinstance(payload, list) else type(payload).__name__
         raise FatalDestinationError(
             f"sObject Collections answered {got} for {count} records; expected one result each"
         )
-    return [_answer(entry) for entry in payload]
+    return [_answer(entry, operation) for entry in payload]
 
 
-def _answer(entry: Any) -> _Answer:
+def _answer(entry: Any, operation: Operation) -> _Answer:
     if not isinstance(entry, dict) or not isinstance(entry.get("success"), bool):
         raise FatalDestinationError(f"sObject Collections result without 'success': {entry!r}")
     errors = [e for e in entry.get("errors") or [] if isinstance(e, dict)]
     created = entry.get("created")
+    if operation is not Operation.UPSERT:  # no ``created`` flag: the call says what it did
+        created = operation is Operation.INSERT
     if entry["success"] and not isinstance(created, bool):
         # Created versus updated must be Salesforce's answer (DESIGN.md §1, item 2).
         raise FatalDestinationError(f"upsert result without a 'created' flag: {entry!r}")
@@ -335,9 +400,11 @@ def _answer(entry: Any) -> _Answer:
     )
 
 
-def _outcome(key: str, answer: _Answer) -> RecordOutcome:
+def _outcome(key: str, answer: _Answer, operation: Operation) -> RecordOutcome:
     if answer.success:
         status = OutcomeStatus.CREATED if answer.created else OutcomeStatus.UPDATED
+        if operation is Operation.DELETE:
+            status = OutcomeStatus.DELETED
         return RecordOutcome(key, status, destination_id=answer.record_id)
     return RecordOutcome(
         key,

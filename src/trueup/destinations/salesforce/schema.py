@@ -9,15 +9,14 @@ DATETIME; double, currency, percent → NUMBER; int, long → INTEGER. Compound 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
+from trueup.compat import did_you_mean, mapping_error, type_problem
 from trueup.destinations.base import Operation
-from trueup.errors import ConfigError
 from trueup.schema import DestinationSchema, FieldSpec, FieldType
 
 TYPES: Mapping[str, FieldType] = {
@@ -82,48 +81,20 @@ def describe_to_schema(describe: Mapping[str, Any]) -> SObjectDescription:
     return SObjectDescription(schema, unsupported)
 
 
-# Arrow type families a model column may have for each field type (the diff converts within them).
-_COMPATIBLE: Mapping[FieldType, frozenset[str]] = {
-    FieldType.TEXT: frozenset({"string", "bool", "integer", "floating", "decimal", "date", "ts"}),
-    FieldType.BOOLEAN: frozenset({"bool", "integer", "string"}),
-    FieldType.DATE: frozenset({"date", "ts", "string"}),
-    FieldType.DATETIME: frozenset({"date", "ts", "string"}),
-    FieldType.INTEGER: frozenset({"integer", "floating", "decimal", "bool", "string"}),
-    FieldType.NUMBER: frozenset({"integer", "floating", "decimal", "bool", "string"}),
-}
-
-
-def _family(arrow_type: pa.DataType) -> str:
-    checks = (
-        (pa.types.is_boolean, "bool"),
-        (pa.types.is_integer, "integer"),
-        (pa.types.is_floating, "floating"),
-        (pa.types.is_decimal, "decimal"),
-        (pa.types.is_date, "date"),
-        (pa.types.is_timestamp, "ts"),
-        (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "string"),
-        (pa.types.is_null, "null"),
-    )
-    for check, name in checks:
-        if check(arrow_type):
-            return name
-    return str(arrow_type)
-
-
 def preflight(
     description: SObjectDescription | DestinationSchema,
     mapping_fields: Sequence[str],
     key_field: str,
     *,
     operation: Operation,
-    column_types: Mapping[str, pa.DataType] | None = None,
+    columns: Mapping[str, pa.Field] | None = None,
     file: str | None = None,
 ) -> None:
     """Check a mapping against the object; raise ONE ConfigError (path ``mapping``) listing every
     problem: unknown fields (with a suggestion), a key that is not an External ID, fields the
-    operation may not set, and model columns whose type cannot become the field's.
+    operation may not set, and model columns whose type cannot become the field's (compat.py).
 
-    ``column_types`` maps destination field name → the model column's Arrow type, when known.
+    ``columns`` maps destination field name → the model column feeding it, when known.
     """
     if isinstance(description, DestinationSchema):
         description = SObjectDescription(description)
@@ -136,15 +107,10 @@ def preflight(
             description,
             name,
             operation=operation,
-            column_type=(column_types or {}).get(name),
+            column=(columns or {}).get(name),
         )
     if problems:
-        listed = "".join(f"\n  - {p}" for p in problems)
-        raise ConfigError(
-            f"{len(problems)} problem(s) with the fields of {schema.object_name}:{listed}",
-            file=file,
-            path="mapping",
-        )
+        raise mapping_error(schema.object_name, problems, file=file)
 
 
 def key_problems(schema: DestinationSchema, key_field: str) -> list[str]:
@@ -162,26 +128,23 @@ def field_problems(
     name: str,
     *,
     operation: Operation,
-    column_type: pa.DataType | None = None,
+    column: pa.Field | None = None,
 ) -> list[str]:
     """Why ``operation`` cannot set field ``name``: unknown (with a suggestion), not createable or
-    not updateable, or a model column of ``column_type`` that cannot become the field's type."""
+    not updateable, or fed by a model ``column`` whose type cannot become the field's."""
     if isinstance(description, DestinationSchema):
         description = SObjectDescription(description)
     spec = description.schema.fields.get(name)
     if spec is None:
         return [_unknown(name, description)]
     problems: list[str] = []
-    if operation is Operation.UPSERT and not spec.createable:
-        problems.append(f"{name} is not createable (an upsert creates records)")
+    if operation in (Operation.UPSERT, Operation.INSERT) and not spec.createable:
+        problems.append(f"{name} is not createable (an {operation.value} creates records)")
     if operation in (Operation.UPSERT, Operation.UPDATE) and not spec.updateable:
         problems.append(f"{name} is not updateable (an {operation.value} updates records)")
-    if column_type is not None:
-        family = _family(column_type)
-        if family != "null" and family not in _COMPATIBLE[spec.type]:
-            problems.append(
-                f"{name} is {spec.type.value} in Salesforce but its model column is {column_type}"
-            )
+    wrong_type = type_problem(spec, column) if column is not None else None
+    if wrong_type is not None:
+        problems.append(wrong_type)
     return problems
 
 
@@ -191,7 +154,4 @@ def _unknown(name: str, description: SObjectDescription) -> str:
         kind = description.unsupported[name]
         return f"{name} is a {kind} field, which trueup cannot sync"
     names = [*description.schema.fields, *description.unsupported]
-    by_lower = {n.lower(): n for n in names}
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    hint = f" (did you mean {by_lower[close[0]]}?)" if close else ""
-    return f"{obj} has no field {name}{hint}"
+    return f"{obj} has no field {name}{did_you_mean(name, names)}"
