@@ -79,6 +79,10 @@ def test_demo_runs_end_to_end(tmp_path: Path, trueup: Trueup) -> None:
     assert f"Salesforce answered {creates:,} created and {updates:,} updated" in ran.out
     assert "Accuracy: 100.00%" in ran.out
     assert "Creates 0, updates 0: the org agrees." in ran.out
+    # The repair of the drifted org passes every guard, and the check is a page too.
+    assert "Guards" in ran.out and "✗" not in ran.out
+    page = (tmp_path / "D" / "check-report.html").read_text()
+    assert "<svg" in page and "Fraud_Detection_Enabled__c" in page
     # The invalid records and the org's records missing in the source are still listed.
     assert counts["invalid"] == 4
     assert "Invalid in source (not compared): 4" in ran.out

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from trueup.apply import apply_plan
-from trueup.check import run_check
+from trueup.check import run_check, stored_check
 from trueup.cli import render
 from trueup.config import load_config
 from trueup.demo_data import CLIENT_ID_VAR, CLIENT_SECRET_VAR, SandboxTarget, generate_demo
@@ -33,6 +33,7 @@ from trueup.errors import CheckFailed, PlanError, TrueupError
 from trueup.guards import judge
 from trueup.pipeline import make_plan
 from trueup.products import SALESFORCE_OBJECT
+from trueup.report import ReportFormat, render_report
 from trueup.store import RunStore
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 MARKER = ".trueup-demo"
 ORG_FILE = "org.db"
 CA_FILE = "ca.pem"
+REPORT_FILE = "check-report.html"
 
 
 def run_demo(out: Console, err: Console, *, directory: Path, properties: int, seed: int) -> None:
@@ -122,6 +124,12 @@ def _steps(out: Console, err: Console, config: Path, state: SandboxState) -> int
     with render.progress_bar(err) as progress:
         report = run_check(loaded, progress=progress)
     render.render_check(out, report, min_accuracy=loaded.config.guards.min_accuracy)
+    with RunStore.open(store_url, base_dir=loaded.path.parent) as store:
+        store.record_check(stored_check(report))
+        past = store.list_checks(destination=report.destination, limit=30)
+    page = loaded.path.parent / REPORT_FILE
+    page.write_bytes(render_report(report, ReportFormat.HTML, history=past[::-1]))
+    out.print(f"The check as a page with charts: {page} (trueup check --format html)")
 
     out.print(Rule("4. Plan again"))
     again = make_plan(loaded)
@@ -130,7 +138,7 @@ def _steps(out: Console, err: Console, config: Path, state: SandboxState) -> int
         + ("the org agrees." if again.write_count == 0 else "drift remains!")
     )
     out.print(Rule())
-    if report.accuracy < loaded.config.guards.min_accuracy or again.write_count:
+    if not report.passed or again.write_count:
         raise CheckFailed("the demo did not converge")
     return result.run_id
 
