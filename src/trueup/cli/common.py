@@ -4,8 +4,9 @@ the sync lock and warnings."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,12 +15,14 @@ import typer
 from rich import markup
 from rich.console import Console
 
+from trueup.apply import ApplyResult, apply_plan
+from trueup.cli import render
 from trueup.config import LoadedConfig
-from trueup.errors import (
-    TrueupError,
-)
-from trueup.guards import GuardName
+from trueup.destinations.base import Destination
+from trueup.errors import PlanError, TrueupError
+from trueup.guards import GuardName, GuardVerdict
 from trueup.pipeline import destination_name
+from trueup.plan import Plan
 from trueup.store import RunStore
 
 EXIT_INTERNAL = 70
@@ -111,3 +114,37 @@ def writing(path: Path, *, binary: bool = False) -> Iterator[Any]:
         raise TrueupError(f"cannot write the report to {path}: {exc.strerror}") from None
     with sink:
         yield sink
+
+
+def confirm(question: str, *, yes: bool, refusal: str) -> None:
+    """Ask ``question`` unless ``yes``; off a terminal, refuse (PlanError ``refusal``)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise PlanError(refusal)
+    typer.confirm(question, abort=True)
+
+
+def run_apply(
+    loaded: LoadedConfig,
+    plan: Plan,
+    destination: Destination,
+    *,
+    command: str = "apply",
+    verdicts: Sequence[GuardVerdict] = (),
+) -> tuple[ApplyResult, str | None]:
+    """Apply ``plan`` with a progress bar; the result and the write path taken (Salesforce:
+    rest or bulk; None elsewhere)."""
+    with open_store(loaded) as store, render.progress_bar(err) as progress:
+        result = apply_plan(
+            plan,
+            destination,
+            store,
+            batch_size=loaded.config.destination.batch_size,
+            guards=loaded.config.guards,
+            command=command,
+            verdicts=verdicts,
+            progress=progress,
+        )
+    path = getattr(destination, "write_path", None)
+    return result, (path.value if path is not None else None)

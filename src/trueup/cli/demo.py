@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.rule import Rule
 
-from trueup.apply import apply_plan
 from trueup.check import run_check, stored_check
 from trueup.cli import render
+from trueup.cli.common import run_apply
 from trueup.config import load_config
 from trueup.demo_data import CLIENT_ID_VAR, CLIENT_SECRET_VAR, SandboxTarget, generate_demo
 from trueup.destinations import open_destination
@@ -99,24 +99,8 @@ def _steps(out: Console, err: Console, config: Path, state: SandboxState) -> int
 
     out.print(Rule("2. Apply (upserts by Reverse_ETL_ID__c)"))
     calls_before = state.api_used
-    with (
-        open_destination(loaded) as destination,
-        RunStore.open(
-            loaded.config.store.url.get_secret_value(), base_dir=loaded.path.parent
-        ) as store,
-        render.progress_bar(err) as progress,
-    ):
-        result = apply_plan(
-            plan,
-            destination,
-            store,
-            batch_size=loaded.config.destination.batch_size,
-            guards=loaded.config.guards,
-            command="demo",
-            verdicts=verdicts,
-            progress=progress,
-        )
-        path = getattr(destination, "write_path", None)  # the path the destination took
+    with open_destination(loaded) as destination:
+        result, path = run_apply(loaded, plan, destination, command="demo", verdicts=verdicts)
     render.render_apply(out, result, plan)
     out.print(_as_reported(result.counts, state.api_used - calls_before, path))
 

@@ -10,16 +10,18 @@ from typing import Annotated, Any
 
 import typer
 
-from trueup.apply import ApplyResult, StopReason, apply_plan
+from trueup.apply import ApplyResult, StopReason
 from trueup.cli import render
 from trueup.cli.common import (
     ConfigOption,
     JsonOption,
     app,
+    confirm,
     err,
     open_store,
     out,
     reap,
+    run_apply,
     sync_locked,
 )
 from trueup.config import load_config
@@ -28,7 +30,6 @@ from trueup.diff import Action
 from trueup.errors import (
     ApiAllowanceExhausted,
     ErrorRateExceeded,
-    PlanError,
     StoreError,
 )
 from trueup.rollback import RollbackPlan, plan_rollback
@@ -159,22 +160,12 @@ def rollback(
                     soft_wrap=True,
                 )
             return
-        if not yes:
-            if not sys.stdin.isatty():
-                raise PlanError("not rolling back without confirmation; pass --yes")
-            typer.confirm(f"Roll back run {run_id}: {the_plan.write_count:,} changes?", abort=True)
-        with open_store(loaded) as store, render.progress_bar(err) as progress:
-            result = apply_plan(
-                the_plan,
-                destination,
-                store,
-                batch_size=loaded.config.destination.batch_size,
-                guards=loaded.config.guards,
-                command="rollback",
-                progress=progress,
-            )
-        path = getattr(destination, "write_path", None)  # Salesforce: REST or BULK
-    write_path = path.value if path is not None else None
+        confirm(
+            f"Roll back run {run_id}: {the_plan.write_count:,} changes?",
+            yes=yes,
+            refusal="not rolling back without confirmation; pass --yes",
+        )
+        result, write_path = run_apply(loaded, the_plan, destination, command="rollback")
     if as_json:
         body = _rollback_json(reverse, result, write_path)
         sys.stdout.write(json.dumps(body, indent=1) + "\n")

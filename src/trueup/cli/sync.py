@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from trueup import run_report
-from trueup.apply import ApplyResult, StopReason, apply_plan
+from trueup.apply import ApplyResult, StopReason
 from trueup.check import CheckReport, run_check, stored_check
 from trueup.cli import render
 from trueup.cli.common import (
@@ -20,9 +20,11 @@ from trueup.cli.common import (
     ConfigOption,
     JsonOption,
     app,
+    confirm,
     err,
     open_store,
     out,
+    run_apply,
     sync_locked,
     warn,
 )
@@ -32,7 +34,6 @@ from trueup.diff import Action
 from trueup.errors import (
     ApiAllowanceExhausted,
     ErrorRateExceeded,
-    PlanError,
     TrueupError,
 )
 from trueup.export import MANIFEST, ExportManifest, ExportOperation, export_plan
@@ -126,22 +127,12 @@ def apply(
             if as_json:
                 sys.stdout.write(json.dumps({"run": None, "written": 0}) + "\n")
             return
-        if not yes:
-            if not sys.stdin.isatty():
-                raise PlanError("not applying without confirmation; pass --yes")
-            typer.confirm(f"Apply {the_plan.write_count:,} changes?", abort=True)
-        with open_store(loaded) as store, render.progress_bar(err) as progress:
-            result = apply_plan(
-                the_plan,
-                destination,
-                store,
-                batch_size=loaded.config.destination.batch_size,
-                guards=loaded.config.guards,
-                verdicts=verdicts,
-                progress=progress,
-            )
-        path = getattr(destination, "write_path", None)  # Salesforce: REST or BULK
-    write_path = path.value if path is not None else None
+        confirm(
+            f"Apply {the_plan.write_count:,} changes?",
+            yes=yes,
+            refusal="not applying without confirmation; pass --yes",
+        )
+        result, write_path = run_apply(loaded, the_plan, destination, verdicts=verdicts)
     if write_path is not None and not as_json:
         out.print(f"Written through {write_path.upper()}")
     try:
