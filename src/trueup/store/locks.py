@@ -1,4 +1,4 @@
-"""One run of a sync at a time, and runs whose process died found and marked interrupted.
+"""One run of a sync at a time: the sync lock, its heartbeat, and telling a gone holder.
 
 A sync's lock is its row in ``sync_locks`` (keyed by the destination's display name), naming the
 holder's host and pid and refreshed by a heartbeat: every ``HEARTBEAT_EVERY`` seconds from a
@@ -12,11 +12,7 @@ Taking a lock is one transaction: insert the row if the sync has none; otherwise
 (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write transactions exclude each other already)
 and take it over if its holder is gone, or refuse with ``SyncLocked`` naming the holder.
 
-A run left RUNNING is **interrupted** when its process is gone by the same tests: through the lock
-that names it, else by its own host and pid (another host's run without a lock: once it started
-longer than ``stale_after`` ago; if it was alive after all, its ``finish_run`` sets the truth).
-Marking it keeps every stored outcome and adds a SKIPPED ``NOT_CONFIRMED`` outcome for each record
-whose before-image was stored but whose answer was not: the batch in flight, which may be written.
+Runs whose process is gone are marked interrupted by the same tests (interrupted.py).
 """
 
 from __future__ import annotations
@@ -30,13 +26,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, exists, func, select
+from sqlalchemy import Connection, Row, and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from trueup.destinations.base import OutcomeStatus
 from trueup.errors import StoreError, SyncLocked
 from trueup.store import tables as t
-from trueup.store.values import InterruptedRun, RunStatus, SyncLock
+from trueup.store.values import SyncLock
 
 STALE_AFTER = timedelta(minutes=10)  # a heartbeat older than this: the holder is gone
 HEARTBEAT_EVERY = 30.0  # seconds between heartbeats of a held lock
@@ -242,117 +237,16 @@ def finished(store: str, run_id: int) -> None:
     _forget(_ATTACHED, (store, run_id))
 
 
+def started_here(store: str, run_id: int) -> bool:
+    """Whether this process started run ``run_id`` of ``store`` (so it is not gone)."""
+    with _REGISTRY:
+        return (store, run_id) in _STARTED
+
+
 def list_locks(conn: Connection) -> list[SyncLock]:
     """Every lock held now (stale ones included), by sync."""
     rows = conn.execute(t.sync_locks.select().order_by(t.sync_locks.c.sync)).all()
     return [_lock(row) for row in rows]
-
-
-def reap(
-    conn: Connection, me: Holder, *, store: str, stale_after: timedelta = STALE_AFTER
-) -> list[InterruptedRun]:
-    """Mark every RUNNING run whose process is gone INTERRUPTED; return them, oldest first."""
-    now = db_now(conn)
-    runs = conn.execute(
-        t.runs.select()
-        .where(t.runs.c.status == RunStatus.RUNNING.value)
-        .order_by(t.runs.c.id)
-        .with_for_update()
-    ).all()
-    if not runs:
-        return []
-    locks = {lock.run_id: lock for lock in list_locks(conn) if lock.run_id is not None}
-    reaped = []
-    for run in runs:
-        with _REGISTRY:
-            ours = (store, int(run.id)) in _STARTED
-        lock = locks.get(int(run.id))
-        if lock is not None:
-            beat = lock.heartbeat_at
-            why = gone_reason(
-                lock.host, lock.pid, beat, now=now, me=me, ours=ours, stale_after=stale_after
-            )
-        elif run.host == me.host and run.pid is not None:
-            why = gone_reason(run.host, run.pid, None, now=now, me=me, ours=ours)
-        else:  # another host's run without a lock: only its age can tell
-            why = gone_reason(
-                None, None, run.started_at, now=now, me=me, ours=ours, stale_after=stale_after
-            )
-        if why is not None:
-            reaped.append(_interrupt(conn, run, why, now))
-    return reaped
-
-
-def mark_in_flight(conn: Connection, run_id: int) -> int:
-    """Store SKIPPED NOT_CONFIRMED for the records of ``run_id`` that have a before-image and no
-    outcome (the batch that was being sent when the run ended); return how many."""
-    o, b = t.outcomes.c, t.before_images.c
-    answered = exists().where(o.run_id == b.run_id, o.key == b.key)
-    in_flight = conn.execute(
-        select(b.key, func.min(b.batch))
-        .where(b.run_id == run_id, ~answered)
-        .group_by(b.key)
-        .order_by(b.key)
-    ).all()
-    if in_flight:
-        message = (
-            "not confirmed: the run ended while this batch was being sent; it may be written "
-            "(the next plan shows what is still to do)"
-        )
-        rows = [
-            {
-                "run_id": run_id,
-                "batch": int(batch),
-                "key": key,
-                "status": OutcomeStatus.SKIPPED.value,
-                "error_code": NOT_CONFIRMED,
-                "message": message,
-                "destination_id": None,
-            }
-            for key, batch in in_flight
-        ]
-        conn.execute(t.outcomes.insert(), rows)
-    return len(in_flight)
-
-
-def _interrupt(conn: Connection, run: Row[Any], why: str, now: datetime) -> InterruptedRun:
-    """Mark one run interrupted; the records of its batch in flight become NOT_CONFIRMED."""
-    o = t.outcomes.c
-    unconfirmed = mark_in_flight(conn, int(run.id))
-    answered_statuses = [
-        s.value
-        for s in (
-            OutcomeStatus.CREATED,
-            OutcomeStatus.UPDATED,
-            OutcomeStatus.DELETED,
-            OutcomeStatus.FAILED,
-        )
-    ]
-    confirmed = conn.execute(
-        select(func.count())
-        .select_from(t.outcomes)
-        .where(o.run_id == run.id, o.status.in_(answered_statuses))
-    ).scalar_one()
-    who = f"pid {run.pid} on {run.host}" if run.host else "its process"
-    message = (
-        f"interrupted: {who} ended without finishing the run ({why}); "
-        f"{confirmed} record{'' if confirmed == 1 else 's'} confirmed, {unconfirmed} not "
-        "confirmed. The next apply plans against the destination "
-        "as it is now."
-    )
-    conn.execute(
-        t.runs.update()
-        .where(t.runs.c.id == run.id, t.runs.c.status == RunStatus.RUNNING.value)
-        .values(status=RunStatus.INTERRUPTED.value, finished_at=now, message=message)
-    )
-    return InterruptedRun(
-        id=int(run.id),
-        host=run.host,
-        pid=run.pid,
-        confirmed=int(confirmed),
-        unconfirmed=unconfirmed,
-        message=message,
-    )
 
 
 def _insert_if_absent(conn: Connection, row: dict[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from sqlalchemy.pool import StaticPool
 
 from trueup.destinations.base import OutcomeStatus, RecordOutcome
 from trueup.errors import StoreError
-from trueup.store import locks
+from trueup.store import interrupted, locks
 from trueup.store import tables as t
 from trueup.store.engine import WRITE_OPTION, StoreEngine, create_store_engine, one_line
 from trueup.store.migrations import migrate
@@ -171,13 +171,13 @@ class RunStore:
         """
         me = locks.Holder.this_process()
         with self._transaction("cannot mark interrupted runs", write=True) as conn:
-            return locks.reap(conn, me, store=self._display, stale_after=stale_after)
+            return interrupted.reap(conn, me, store=self._display, stale_after=stale_after)
 
     def mark_unconfirmed(self, run_id: int) -> int:
         """Store SKIPPED NOT_CONFIRMED for the run's records sent without an answer stored (a
         batch in flight when the run ended); return how many."""
         with self._transaction(f"cannot mark the batch in flight of run {run_id}", write=True) as c:
-            return locks.mark_in_flight(c, run_id)
+            return interrupted.mark_in_flight(c, run_id)
 
     def acquire_lock(
         self, sync: str, *, stale_after: timedelta = locks.STALE_AFTER
