@@ -1,11 +1,11 @@
 """Realistic, deterministic demo data for the flagship job (DESIGN.md §1), from a seeded generator.
 
-``generate_demo`` writes a SQLite product database (``properties``, ``property_features``) and the
-``trueup.yml`` syncing it to a CRM. The CRM's records are what the features model produces from the
-source, then drifted the way real CRMs drift (DESIGN.md §1, "What goes wrong"): records never
-created, hand-edited flags, the all-false sync of recent records, and orphans whose key left the
-source. A few source rows cannot be synced (names longer than ``Name``'s 80 characters).
-``DemoFiles`` says exactly how much of each was injected and the plan it implies.
+``generate_demo`` writes a SQLite product database (``properties``, ``property_features``, from
+``trueup.demo_source``) and the ``trueup.yml`` syncing it to a CRM. The CRM's records are what the
+features model produces from the source, then drifted the way real CRMs drift (DESIGN.md §1, "What
+goes wrong"): records never created, hand-edited flags, the all-false sync of recent records, and
+orphans whose key left the source. A few source rows cannot be synced (names longer than ``Name``'s
+80 characters). ``DemoFiles`` says exactly how much of each was injected and the plan it implies.
 
 The CRM is either a SQLite table ``Product_Property__c`` (``crm.db``, the default: offline, used by
 the end-to-end tests) or, given a ``SandboxTarget``, a Salesforce org: then the drifted records are
@@ -18,67 +18,49 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trueup import demo_source
 from trueup.config import parse_config
+from trueup.demo_source import (
+    PRODUCT_RATES,
+    RECENT_DAYS,
+    Feature,
+    Property,
+    property_name,
+    random_uuid,
+    salesforce_id,
+)
 from trueup.diff import Action
 from trueup.products import PRODUCT_FIELDS, PRODUCTS, SALESFORCE_OBJECT, TEXT_LENGTHS
 from trueup.sqltext import quote_ident
 
-#: Share of active properties with each product on (churned properties have every product off).
-PRODUCT_RATES: Mapping[str, float] = {
-    "fraud_detection": 0.97,
-    "income_verification": 0.92,
-    "identity_verification": 0.008,
-    "idv_only": 0.004,
-    "payroll_linking": 0.006,
-    "bank_linking": 0.007,
-    "verification_of_rent": 0.003,
-}
-RECENT_DAYS = 60  # "recently created": inserted in the last 60 days
-SHARED_SHARE = 0.03  # properties that share their Salesforce Property__c with 1-3 others
-NO_SFDC_SHARE = 0.10  # properties not linked to a Salesforce Property__c yet
-RECENT_SHARE = 0.09  # properties inserted in the last RECENT_DAYS
-CHURNED_SHARE = 0.025
+__all__ = [
+    "CLIENT_ID_VAR",
+    "CLIENT_SECRET_VAR",
+    "DemoFiles",
+    "Drift",
+    "SandboxTarget",
+    "demo_config",
+    "demo_config_text",
+    "destination_ddl",
+    "generate_demo",
+    "salesforce_id",
+]
+
 MISSING_SHARE = 0.12  # of records: never created in the CRM
 WRONG_FLAG_SHARE = 0.06  # of records: one Enabled checkbox hand-edited the wrong way
 ALL_FALSE_SHARE = 0.04  # of records (800 of 20,000): recent records synced with every flag false
 ORPHAN_SHARE = 0.015  # of records (300 of 20,000): CRM records whose key left the source
-INVALID_ROWS = 4  # properties whose names are longer than Name's 80 characters
 CLIENT_ID_VAR = "TRUEUP_SANDBOX_CLIENT_ID"  # the Salesforce demo's login, from the environment
 CLIENT_SECRET_VAR = "TRUEUP_SANDBOX_CLIENT_SECRET"
-
-_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_OFFSETS = (-4, -5, -5, -6, -6, -7, -8)  # US properties, hours from UTC
-_WORDS = (  # noqa: SIM905 - a word list reads best as text
-    "Oak Maple Cedar Willow Aspen Birch Magnolia Cypress Juniper Sycamore Hawthorne Laurel Pine "
-    "Elm Alder Sierra Summit Harbor Bayview Lakeside Riverside Parkside Brookstone Stonegate "
-    "Fairview Westwood Eastgate Northpoint Southridge Highland Meadow Canyon Mesa Vista Coral "
-    "Sunset Crescent Heritage Liberty Arbor Foxrun Windsor Kingston Avalon Belmont Camden Preston "
-    "Ashford Hudson Marlowe"
-).split()
-_PLACES = (  # noqa: SIM905
-    "Ridge Creek Park Point Crossing Village Heights Landing Square Station Grove Hills Pointe "
-    "Trails Gardens Springs Bluff Hollow Glen Commons"
-).split()
-_KINDS = (
-    "Apartments",
-    "Residences",
-    "Lofts",
-    "Flats",
-    "Townhomes",
-    "Apartment Homes",
-    "Living",
-    "Villas",
-)
 
 
 class Drift(StrEnum):
@@ -115,27 +97,6 @@ class DemoFiles:
     crm_records: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
 
 
-@dataclass
-class _Property:
-    id: str
-    name: str
-    company_id: str
-    sfdc_id: str | None
-    status: str
-    inserted_at: datetime
-    updated_at: datetime
-    offset: int  # the property's local UTC offset, hours
-
-
-@dataclass
-class _Feature:
-    property_id: str
-    code: str
-    enabled: bool
-    enabled_at: datetime | None  # aware, at the property's local offset
-    updated_at: datetime  # aware, UTC
-
-
 def generate_demo(
     directory: Path,
     *,
@@ -154,14 +115,14 @@ def generate_demo(
     rng = random.Random(seed)
     now = datetime.combine(today or datetime.now(UTC).date(), time(0), UTC)
     directory.mkdir(parents=True, exist_ok=True)
-    props = _properties(rng, properties, now)
-    feats = _features(rng, props, now)
+    props = demo_source.properties(rng, properties, now)
+    feats = demo_source.features(rng, props, now)
     records = _model_records(props, feats)
     invalid_keys = {k for k, r in records.items() if len(r["Name"]) > TEXT_LENGTHS["Name"]}
     crm, drift = _drift(rng, records, invalid_keys, props, now)
     source, config = directory / "source.db", directory / "trueup.yml"
     destination = None if salesforce else directory / "crm.db"
-    _write_source(source, props, feats)
+    demo_source.write_source(source, props, feats)
     if destination is not None:
         _write_destination(destination, crm)
     text = demo_config_text(salesforce)
@@ -190,178 +151,15 @@ def generate_demo(
     )
 
 
-# --- the product database -------------------------------------------------------------------------
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def salesforce_id(rng: random.Random, prefix: str = "a0X") -> str:
-    """An 18-character Salesforce-style Id: 15-character Id plus its case-safe checksum."""
-    body = prefix + "5e0000" + "".join(rng.choice(_B62) for _ in range(6))
-    suffix = ""
-    for i in range(3):
-        bits = sum(1 << j for j, c in enumerate(body[i * 5 : i * 5 + 5]) if "A" <= c <= "Z")
-        suffix += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
-    return body + suffix
-
-
-def _name(rng: random.Random) -> str:
-    a, b, kind = rng.choice(_WORDS), rng.choice(_PLACES), rng.choice(_KINDS)
-    form = rng.random()
-    if form < 0.45:
-        return f"{a} {b} {kind}"
-    if form < 0.7:
-        return f"The {kind} at {a} {b}"
-    if form < 0.85:
-        return f"{a} {b}"
-    return f"{rng.randint(100, 9999)} {a} {rng.choice(('Avenue', 'Street', 'Boulevard'))}"
-
-
-def _long_name(rng: random.Random) -> str:
-    a, b, c = rng.choice(_WORDS), rng.choice(_PLACES), rng.choice(_WORDS)
-    return (
-        f"The Residences at {a} {b} Phase II - Senior and Family Living Community "
-        f"(formerly {c} Gardens Apartment Homes)"
-    )
-
-
-def _moment(rng: random.Random, start: datetime, end: datetime) -> datetime:
-    return start + timedelta(seconds=rng.randrange(max(1, int((end - start).total_seconds()))))
-
-
-def _properties(rng: random.Random, count: int, now: datetime) -> list[_Property]:
-    companies = [_uuid(rng) for _ in range(max(1, count // 25))]
-    sfdc_seen: set[str] = set()
-
-    def new_sfdc() -> str:
-        while (sid := salesforce_id(rng)) in sfdc_seen:
-            pass
-        sfdc_seen.add(sid)
-        return sid
-
-    sizes: list[int] = []
-    shared = round(count * SHARED_SHARE)
-    while shared >= 2:
-        size = min(rng.randint(2, 4), shared)
-        sizes.append(size)
-        shared -= size
-    sizes += [1] * (count - sum(sizes))
-    rng.shuffle(sizes)
-    out: list[_Property] = []
-    singles: list[int] = []
-    for size in sizes:
-        base, company = _name(rng), rng.choice(companies)
-        sfdc = None if size == 1 and rng.random() < NO_SFDC_SHARE else new_sfdc()
-        if size == 1:
-            singles.append(len(out))
-        for i in range(size):
-            recent = rng.random() < RECENT_SHARE
-            inserted = _moment(
-                rng,
-                now - timedelta(days=RECENT_DAYS - 2) if recent else now - timedelta(days=6 * 365),
-                now - timedelta(days=3) if recent else now - timedelta(days=RECENT_DAYS + 2),
-            )
-            churned = not recent and rng.random() < CHURNED_SHARE
-            out.append(
-                _Property(
-                    id=_uuid(rng),
-                    name=base if size == 1 else f"{base} - Building {'ABCD'[i]}",
-                    company_id=company,
-                    sfdc_id=sfdc,
-                    status="churned" if churned else ("onboarding" if recent else "active"),
-                    inserted_at=inserted,
-                    updated_at=_moment(rng, inserted, now),
-                    offset=rng.choice(_OFFSETS),
-                )
-            )
-    for i in rng.sample(singles, INVALID_ROWS):  # names no CRM Name field (80) can hold
-        out[i].name = _long_name(rng)
-    return out
-
-
-def _enabled_at(rng: random.Random, prop: _Property, now: datetime, *, soon: bool) -> datetime:
-    """A local moment after the property's creation; one in eight is late in the evening."""
-    tz = timezone(timedelta(hours=prop.offset))
-    first = prop.inserted_at.date() + timedelta(days=1)
-    last = now.date() - timedelta(days=2)  # 23:59 at UTC-8 on that day is still in the past
-    span = (last - first).days
-    day = first + timedelta(days=rng.randint(0, min(span, 14) if soon else span))
-    hour = rng.randint(20, 23) if rng.random() < 0.125 else rng.randint(8, 18)
-    return datetime.combine(day, time(hour, rng.randrange(60), rng.randrange(60)), tz)
-
-
-def _features(rng: random.Random, props: Sequence[_Property], now: datetime) -> list[_Feature]:
-    out: list[_Feature] = []
-    for prop in props:
-        for product in PRODUCTS:
-            rate = PRODUCT_RATES[product.code]
-            major = rate > 0.5
-            on = prop.status != "churned" and rng.random() < rate
-            if on:
-                start = _enabled_at(rng, prop, now, soon=major)
-                updated = _moment(rng, start.astimezone(UTC), now)
-                out.append(_Feature(prop.id, product.code, True, start, updated))
-            elif rng.random() < (0.6 if major else 0.015):  # switched off, or a trial that ended
-                updated = _moment(rng, prop.inserted_at, now)
-                out.append(_Feature(prop.id, product.code, False, None, updated))
-    return out
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds")
-
-
-def _write_source(path: Path, props: Sequence[_Property], feats: Sequence[_Feature]) -> None:
-    path.unlink(missing_ok=True)
-    con = sqlite3.connect(path)
-    try:
-        con.executescript(
-            """
-            CREATE TABLE properties (
-                id TEXT PRIMARY KEY, name TEXT NOT NULL, company_id TEXT, sfdc_id TEXT,
-                status TEXT, inserted_at TIMESTAMP, updated_at TIMESTAMP);
-            CREATE TABLE property_features (
-                property_id TEXT NOT NULL REFERENCES properties(id), feature_code TEXT NOT NULL,
-                enabled BOOLEAN NOT NULL, enabled_at TIMESTAMP, updated_at TIMESTAMP NOT NULL,
-                PRIMARY KEY (property_id, feature_code));
-            """
-        )
-        con.executemany(
-            "INSERT INTO properties VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    p.id,
-                    p.name,
-                    p.company_id,
-                    p.sfdc_id,
-                    p.status,
-                    _iso(p.inserted_at),
-                    _iso(p.updated_at),
-                )
-                for p in props
-            ],
-        )
-        con.executemany(
-            "INSERT INTO property_features VALUES (?, ?, ?, ?, ?)",
-            [
-                (f.property_id, f.code, int(f.enabled), _iso(f.enabled_at), _iso(f.updated_at))
-                for f in feats
-            ],
-        )
-        con.commit()
-    finally:
-        con.close()
-
-
 # --- the model's output and the drifted CRM -------------------------------------------------------
 def _model_records(
-    props: Sequence[_Property], feats: Sequence[_Feature]
+    props: Sequence[Property], feats: Sequence[Feature]
 ) -> dict[str, dict[str, Any]]:
     """What the features model yields (DESIGN.md §1), keyed by record key, in field names."""
-    by_prop: dict[str, dict[str, _Feature]] = {}
+    by_prop: dict[str, dict[str, Feature]] = {}
     for f in feats:
         by_prop.setdefault(f.property_id, {})[f.code] = f
-    groups: dict[str, list[_Property]] = {}
+    groups: dict[str, list[Property]] = {}
     for p in props:
         groups.setdefault(p.sfdc_id or p.id, []).append(p)
     records: dict[str, dict[str, Any]] = {}
@@ -394,7 +192,7 @@ def _drift(
     rng: random.Random,
     records: Mapping[str, dict[str, Any]],
     invalid_keys: set[str],
-    props: Sequence[_Property],
+    props: Sequence[Property],
     now: datetime,
 ) -> tuple[list[dict[str, Any]], dict[Drift, int]]:
     """The CRM's rows: the model's records minus, plus and edited by each kind of drift."""
@@ -448,8 +246,8 @@ def _orphan(rng: random.Random, records: Mapping[str, Any], now: datetime) -> di
         pass
     row: dict[str, Any] = {
         PRODUCT_FIELDS["key"]: key,
-        PRODUCT_FIELDS["member_id"]: _uuid(rng),
-        PRODUCT_FIELDS["member_name"]: _name(rng),
+        PRODUCT_FIELDS["member_id"]: random_uuid(rng),
+        PRODUCT_FIELDS["member_name"]: property_name(rng),
         PRODUCT_FIELDS["group_id"]: key,
         PRODUCT_FIELDS["is_multi_member"]: False,
     }
